@@ -1,0 +1,57 @@
+//! The [`Destination`] trait: what a connector implements to deliver one batch.
+//!
+//! A destination instance is one customer's configured destination (say acme's "product
+//! webhook"). The runtime calls [`Destination::deliver`] with batches it assembled under the
+//! instance's [`BatchLimits`], possibly several at once (bounded by the instance's
+//! concurrency), and retries or dead-letters according to the returned error. A connector must
+//! therefore be safe to call concurrently and must not retry on its own.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::error::DeliveryError;
+use crate::event::Event;
+
+/// One configured destination, ready to deliver batches.
+#[async_trait]
+pub trait Destination: Send + Sync + fmt::Debug {
+    /// Delivers every event of `batch`, or reports why not. `Ok` means the destination has
+    /// accepted all of them; the runtime then acknowledges them.
+    async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError>;
+}
+
+/// The limits the runtime batches under, for one destination instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct BatchLimits {
+    /// At most this many events per batch.
+    pub max_events: usize,
+    /// At most this many bytes of event JSON per batch (a single larger event goes alone).
+    pub max_bytes: usize,
+    /// A batch is sent when its oldest event has waited this long, full or not.
+    #[serde(with = "millis")]
+    pub max_age: Duration,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+}
+
+/// What a connector knows about the instance it builds.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The customer's id, for error messages and logs.
+    pub customer: String,
+    /// The destination's name within the customer, for error messages and logs.
+    pub destination: String,
+    /// The batch limits the runtime will apply (a connector may shape its requests by them).
+    pub batch: BatchLimits,
+    /// A shared HTTP client (connection pool, TLS roots) for HTTP connectors.
+    pub http: reqwest::Client,
+}

@@ -1,0 +1,333 @@
+//! The validated Segment event.
+//!
+//! An [`Event`] keeps the message's original JSON bytes untouched (connectors that forward
+//! events send exactly what the source sent, with no re-serialisation) plus the few fields
+//! that routing and filtering need, extracted in one borrowing pass over the JSON.
+//!
+//! Invariants of a constructed [`Event`]: the bytes are valid UTF-8 and one JSON object; `type`
+//! is one of the six Segment types; `messageId` and `writeKey` are non-empty strings; there is
+//! a `userId` or an `anonymousId`; a `track` has a non-empty `event` name.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use bytes::Bytes;
+use serde::Deserialize;
+
+/// The six Segment call types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventType {
+    /// `analytics.track`: a user did something.
+    Track,
+    /// `analytics.identify`: who the user is, with traits.
+    Identify,
+    /// `analytics.page`: a web page view.
+    Page,
+    /// `analytics.screen`: a mobile screen view.
+    Screen,
+    /// `analytics.group`: the user belongs to a group or account.
+    Group,
+    /// `analytics.alias`: merges two user identities.
+    Alias,
+}
+
+impl EventType {
+    /// Every type, in the order Segment documents them.
+    pub const ALL: [EventType; 6] = [
+        EventType::Track,
+        EventType::Identify,
+        EventType::Page,
+        EventType::Screen,
+        EventType::Group,
+        EventType::Alias,
+    ];
+
+    /// The lowercase name used in events and configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Track => "track",
+            EventType::Identify => "identify",
+            EventType::Page => "page",
+            EventType::Screen => "screen",
+            EventType::Group => "group",
+            EventType::Alias => "alias",
+        }
+    }
+}
+
+impl fmt::Display for EventType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown event type {s:?} (expected one of track, identify, page, screen, group, alias)")
+            })
+    }
+}
+
+impl<'de> Deserialize<'de> for EventType {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = Cow::<'de, str>::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why bytes are not a valid Segment event. Never retryable: the same bytes fail the same way.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The payload is larger than the configured limit.
+    #[error("payload is {size} bytes, over the {limit} byte limit")]
+    TooLarge {
+        /// The payload's size in bytes.
+        size: usize,
+        /// The configured limit in bytes.
+        limit: usize,
+    },
+    /// The message has no payload at all.
+    #[error("message has no payload")]
+    Empty,
+    /// The payload is not UTF-8.
+    #[error("payload is not valid utf-8 (first invalid byte at {at})")]
+    InvalidUtf8 {
+        /// Byte index of the first invalid sequence.
+        at: usize,
+    },
+    /// The payload is not JSON, or its fields have the wrong JSON types.
+    #[error("payload is not a valid segment event: {0}")]
+    Json(String),
+    /// The payload is JSON but its top level is not an object.
+    #[error("payload is json but not an object (top level is {0})")]
+    NotAnObject(&'static str),
+    /// A required field is missing or empty.
+    #[error("event has no {0}")]
+    Missing(&'static str),
+    /// `type` is not a Segment type.
+    #[error("event type {0:?} is not one of track, identify, page, screen, group, alias")]
+    UnknownType(String),
+}
+
+/// A validated Segment event: the original bytes and the fields routing needs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Event {
+    raw: Bytes,
+    event_type: EventType,
+    message_id: Box<str>,
+    write_key: Box<str>,
+    name: Option<Box<str>>,
+}
+
+/// The fields read in the validation pass; everything else is skipped without allocating.
+#[derive(Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    event_type: Option<Cow<'a, str>>,
+    #[serde(rename = "messageId", borrow)]
+    message_id: Option<Cow<'a, str>>,
+    #[serde(rename = "writeKey", borrow)]
+    write_key: Option<Cow<'a, str>>,
+    #[serde(rename = "userId", borrow, default, deserialize_with = "id_value")]
+    user_id: Option<Cow<'a, str>>,
+    #[serde(rename = "anonymousId", borrow, default, deserialize_with = "id_value")]
+    anonymous_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+/// Segment ids are strings, but some libraries send numbers; both identify a user.
+fn id_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id<'a> {
+        Str(#[serde(borrow)] Cow<'a, str>),
+        Num(serde_json::Number),
+    }
+    Ok(match Option::<Id<'de>>::deserialize(d)? {
+        None => None,
+        Some(Id::Str(s)) => Some(s),
+        Some(Id::Num(n)) => Some(Cow::Owned(n.to_string())),
+    })
+}
+
+fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
+    v.filter(|s| !s.trim().is_empty())
+}
+
+impl Event {
+    /// Validates `raw` as one Segment event of at most `max_bytes` bytes.
+    pub fn parse(raw: Bytes, max_bytes: usize) -> Result<Event, DecodeError> {
+        if raw.is_empty() {
+            return Err(DecodeError::Empty);
+        }
+        if raw.len() > max_bytes {
+            return Err(DecodeError::TooLarge {
+                size: raw.len(),
+                limit: max_bytes,
+            });
+        }
+        let text = std::str::from_utf8(&raw).map_err(|e| DecodeError::InvalidUtf8 {
+            at: e.valid_up_to(),
+        })?;
+        match text.trim_start().as_bytes().first() {
+            Some(b'{') => {}
+            Some(b'[') => return Err(DecodeError::NotAnObject("an array")),
+            Some(b'"') => return Err(DecodeError::NotAnObject("a string")),
+            Some(b'0'..=b'9' | b'-') => return Err(DecodeError::NotAnObject("a number")),
+            Some(b't' | b'f' | b'n') if serde_json::from_str::<serde_json::Value>(text).is_ok() => {
+                return Err(DecodeError::NotAnObject("a literal"))
+            }
+            _ => {}
+        }
+        let head: Head<'_> =
+            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let type_name = non_empty(head.event_type).ok_or(DecodeError::Missing("type"))?;
+        let event_type: EventType = type_name
+            .parse()
+            .map_err(|_| DecodeError::UnknownType(type_name.to_string()))?;
+        let message_id = non_empty(head.message_id).ok_or(DecodeError::Missing("messageId"))?;
+        let write_key = non_empty(head.write_key).ok_or(DecodeError::Missing("writeKey"))?;
+        if non_empty(head.user_id).is_none() && non_empty(head.anonymous_id).is_none() {
+            return Err(DecodeError::Missing("userId or anonymousId"));
+        }
+        let name = match event_type {
+            EventType::Track => {
+                Some(non_empty(head.event).ok_or(DecodeError::Missing("event name (track)"))?)
+            }
+            EventType::Page | EventType::Screen => non_empty(head.name),
+            _ => None,
+        };
+        Ok(Event {
+            event_type,
+            message_id: message_id.into(),
+            write_key: write_key.into(),
+            name: name.map(Into::into),
+            raw,
+        })
+    }
+
+    /// The original JSON bytes, exactly as they arrived.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// The Segment call type.
+    pub fn event_type(&self) -> EventType {
+        self.event_type
+    }
+
+    /// The event's `messageId`, unique per event and stable across redeliveries.
+    pub fn message_id(&self) -> &str {
+        &self.message_id
+    }
+
+    /// The source's write key, which selects the customer.
+    pub fn write_key(&self) -> &str {
+        &self.write_key
+    }
+
+    /// The event name: `event` for a track, `name` for a page or screen, else none.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The payload can hold personal data and the write key is a credential: neither is
+        // printed.
+        f.debug_struct("Event")
+            .field("type", &self.event_type)
+            .field("message_id", &self.message_id)
+            .field("name", &self.name)
+            .field("bytes", &self.raw.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &[u8]) -> Result<Event, DecodeError> {
+        Event::parse(Bytes::copy_from_slice(s), 1024)
+    }
+
+    #[test]
+    fn accepts_a_track_and_keeps_the_bytes() {
+        let raw = br#"{"type":"track","event":"Bid on item","messageId":"m1","writeKey":"wk","userId":"u1","properties":{"price":3}}"#;
+        let e = parse(raw).unwrap();
+        assert_eq!(e.event_type(), EventType::Track);
+        assert_eq!(e.name(), Some("Bid on item"));
+        assert_eq!(e.message_id(), "m1");
+        assert_eq!(e.write_key(), "wk");
+        assert_eq!(&e.raw()[..], &raw[..]);
+    }
+
+    #[test]
+    fn rejects_bad_input_with_its_reason() {
+        let cases: [(&[u8], DecodeError); 9] = [
+            (b"", DecodeError::Empty),
+            (b"not json", DecodeError::Json(String::new())),
+            (b"[1,2]", DecodeError::NotAnObject("an array")),
+            (b"\xff\xfe", DecodeError::InvalidUtf8 { at: 0 }),
+            (
+                br#"{"messageId":"m","writeKey":"k","userId":"u"}"#,
+                DecodeError::Missing("type"),
+            ),
+            (
+                br#"{"type":"click","messageId":"m","writeKey":"k","userId":"u"}"#,
+                DecodeError::UnknownType("click".into()),
+            ),
+            (
+                br#"{"type":"identify","writeKey":"k","userId":"u"}"#,
+                DecodeError::Missing("messageId"),
+            ),
+            (
+                br#"{"type":"identify","messageId":"m","userId":"u"}"#,
+                DecodeError::Missing("writeKey"),
+            ),
+            (
+                br#"{"type":"track","messageId":"m","writeKey":"k","userId":"u"}"#,
+                DecodeError::Missing("event name (track)"),
+            ),
+        ];
+        for (raw, want) in cases {
+            let got = parse(raw).unwrap_err();
+            match (&got, &want) {
+                (DecodeError::Json(_), DecodeError::Json(_)) => {}
+                _ => assert_eq!(got, want, "for {:?}", String::from_utf8_lossy(raw)),
+            }
+        }
+    }
+
+    #[test]
+    fn enforces_the_size_limit_and_an_identity() {
+        let big = format!(
+            r#"{{"type":"identify","messageId":"m","writeKey":"k","userId":"u","traits":{{"x":"{}"}}}}"#,
+            "a".repeat(2000)
+        );
+        assert!(matches!(
+            parse(big.as_bytes()),
+            Err(DecodeError::TooLarge { limit: 1024, .. })
+        ));
+        let anonymous = br#"{"type":"page","messageId":"m","writeKey":"k","anonymousId":42}"#;
+        assert!(parse(anonymous).is_ok());
+        let nobody = br#"{"type":"page","messageId":"m","writeKey":"k","userId":""}"#;
+        assert_eq!(
+            parse(nobody).unwrap_err(),
+            DecodeError::Missing("userId or anonymousId")
+        );
+    }
+}

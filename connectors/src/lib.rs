@@ -1,0 +1,34 @@
+//! Courier's connectors: the destination API, the registry of connector kinds, and one module
+//! per connector.
+//!
+//! # Layout
+//! - [`event`]: the validated Segment event every connector receives (the original JSON bytes
+//!   plus the few fields routing needs).
+//! - [`destination`]: the [`Destination`] trait a connector implements to deliver one batch.
+//! - [`error`]: [`DeliveryError`] (retryable or permanent, with an optional retry-after) and
+//!   [`BuildError`] (settings that do not validate, naming customer, destination and field).
+//! - [`registry`]: typed connector kinds ([`ConnectorKind`]) behind an object-safe facade, and
+//!   the [`Registry`] that builds destination instances from settings.
+//! - [`secret`]: a string that never prints.
+//! - [`http`]: the HTTP status classification shared by every HTTP connector.
+//! - [`webhook`], [`blackhole`]: the connectors.
+//!
+//! # Invariants
+//! This crate knows nothing of Kafka, offsets or acknowledgements. A connector turns a batch
+//! into requests and classifies failures; batching, retries, backoff, dead-lettering and
+//! acknowledgement are the runtime's job, applied the same way to every connector.
+
+pub mod blackhole;
+pub mod destination;
+pub mod error;
+pub mod event;
+pub mod http;
+pub mod registry;
+pub mod secret;
+pub mod webhook;
+
+pub use destination::{BatchLimits, BuildContext, Destination};
+pub use error::{BuildError, DeliveryError, Failure};
+pub use event::{DecodeError, Event, EventType};
+pub use registry::{ConnectorKind, Registry, SettingDoc};
+pub use secret::Secret;

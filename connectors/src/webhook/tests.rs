@@ -1,0 +1,118 @@
+//! The webhook connector against a real HTTP server on loopback.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes as Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use bytes::Bytes;
+
+use super::signature;
+use crate::destination::{BatchLimits, BuildContext};
+use crate::event::Event;
+use crate::registry::Registry;
+
+#[derive(Default)]
+struct Seen {
+    bodies: Vec<(HeaderMap, Body)>,
+}
+
+/// Starts a receiver answering `status` (with `Retry-After: 3` on 503) and recording requests.
+async fn receiver(status: StatusCode) -> (String, Arc<Mutex<Seen>>) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let state = seen.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |headers: HeaderMap, body: Body| {
+            let state = state.clone();
+            async move {
+                state.lock().unwrap().bodies.push((headers, body));
+                let mut h = HeaderMap::new();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    h.insert("retry-after", "3".parse().unwrap());
+                }
+                (status, h, "{\"error\":\"nope\"}")
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/hook"), seen)
+}
+
+fn build(url: &str, max_events: usize) -> Arc<dyn crate::Destination> {
+    let ctx = BuildContext {
+        customer: "acme".into(),
+        destination: "hook".into(),
+        batch: BatchLimits {
+            max_events,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_millis(50),
+        },
+        http: reqwest::Client::new(),
+    };
+    let settings =
+        serde_json::json!({"url": url, "secret": "s3cret", "headers": {"x-api-key": "k"}});
+    Registry::builtin()
+        .build("webhook", settings, &ctx)
+        .unwrap()
+        .destination
+}
+
+fn events(n: usize) -> Vec<Arc<Event>> {
+    (0..n)
+        .map(|i| {
+            let raw = format!(r#"{{"type":"track","event":"Bid on item","messageId":"m{i}","writeKey":"k","userId":"u"}}"#);
+            Arc::new(Event::parse(Bytes::from(raw), 1 << 20).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn delivers_a_signed_batch() {
+    let (url, seen) = receiver(StatusCode::OK).await;
+    build(&url, 100).deliver(&events(3)).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let (headers, body) = &seen.bodies[0];
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 3);
+    assert_eq!(headers["x-api-key"], "k");
+    assert_eq!(headers["x-courier-batch-size"], "3");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = headers[signature::HEADER].to_str().unwrap();
+    signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+}
+
+#[tokio::test]
+async fn one_event_per_request_sends_the_object() {
+    let (url, seen) = receiver(StatusCode::OK).await;
+    build(&url, 1).deliver(&events(1)).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&seen.lock().unwrap().bodies[0].1).unwrap();
+    assert_eq!(v["messageId"], "m0");
+}
+
+#[tokio::test]
+async fn classifies_failures() {
+    let (url, _) = receiver(StatusCode::SERVICE_UNAVAILABLE).await;
+    let err = build(&url, 100).deliver(&events(1)).await.unwrap_err();
+    assert!(err.is_retryable());
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3)));
+
+    let (url, _) = receiver(StatusCode::BAD_REQUEST).await;
+    let err = build(&url, 100).deliver(&events(1)).await.unwrap_err();
+    assert!(!err.is_retryable());
+    assert_eq!(err.status, Some(400));
+    assert_eq!(err.response.as_deref(), Some("{\"error\":\"nope\"}"));
+
+    // Nothing listens on port 9 of loopback: a transport error, retried.
+    let err = build("http://127.0.0.1:9/hook", 100)
+        .deliver(&events(1))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+}
