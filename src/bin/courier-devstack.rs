@@ -1,0 +1,194 @@
+//! `courier-devstack`: the local stack for the demo — a broker, a receiver, sample events.
+//!
+//! Each subcommand is small and does one thing, so scripts compose them; see
+//! `scripts/demo.sh`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use courier::devstack::{broker::LocalBroker, produce, receiver::Receiver, sample};
+use courier::offsets;
+use courier::settings::Settings;
+
+/// Local stack for Courier's demo: broker, receiver, sample events.
+#[derive(Debug, Parser)]
+#[command(name = "courier-devstack")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a Kafka-protocol broker on loopback until SIGTERM or SIGINT.
+    Broker {
+        /// A topic to create, as `name:partitions` (repeatable).
+        #[arg(long = "topic", required = true)]
+        topics: Vec<String>,
+        /// Where to write the bootstrap servers once the broker listens.
+        #[arg(long)]
+        bootstrap_file: PathBuf,
+    },
+    /// Run an HTTP receiver that records what destinations deliver, until SIGTERM or SIGINT.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: String,
+        /// Directory for one NDJSON file of received events per path.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+        /// `path=ENV_VAR`: require signatures on `path` made with the secret in `ENV_VAR`.
+        #[arg(long = "secret")]
+        secrets: Vec<String>,
+    },
+    /// Produce sample events, spread over the given write keys, plus optional bad input.
+    Produce {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic to produce to.
+        #[arg(long)]
+        topic: String,
+        /// A write key to send events with (repeatable; events are spread evenly).
+        #[arg(long = "write-key", required = true)]
+        write_keys: Vec<String>,
+        /// How many events.
+        #[arg(long, default_value_t = 30_000)]
+        count: u64,
+        /// Also produce one of each kind of bad input (for the dead-letter topic).
+        #[arg(long)]
+        bad_input: bool,
+    },
+    /// Wait until the group's committed offsets reach the end of every partition.
+    WaitCommitted {
+        /// The worker's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout_secs: u64,
+    },
+    /// Summarise a dead-letter topic: count per stage and reason.
+    DeadLetters {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// The dead-letter topic.
+        #[arg(long)]
+        topic: String,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+    )).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(execute(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn until_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(())
+}
+
+async fn execute(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Broker { topics, bootstrap_file } => {
+            let mut specs = Vec::new();
+            for t in &topics {
+                let (name, partitions) = t.rsplit_once(':').context("--topic takes name:partitions")?;
+                specs.push((name, partitions.parse::<i32>().context("partition count")?));
+            }
+            let broker = LocalBroker::start(&specs)?;
+            let bootstrap = broker.bootstrap_servers();
+            let tmp = bootstrap_file.with_extension("tmp");
+            std::fs::write(&tmp, &bootstrap)?;
+            std::fs::rename(&tmp, &bootstrap_file)?;
+            println!("broker listening on {bootstrap}");
+            until_signal().await?;
+            drop(broker);
+            let _ = std::fs::remove_file(&bootstrap_file);
+            Ok(())
+        }
+        Command::Receive { listen, out_dir, secrets } => {
+            if let Some(dir) = &out_dir {
+                std::fs::create_dir_all(dir)?;
+            }
+            let receiver = Receiver::start(&listen, out_dir).await?;
+            for s in secrets {
+                let (path, var) = s.split_once('=').context("--secret takes path=ENV_VAR")?;
+                let secret = std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+                receiver.expect_signature(path, secret.as_bytes());
+            }
+            println!("receiver listening on {}", receiver.url(""));
+            until_signal().await
+        }
+        Command::Produce { brokers, topic, write_keys, count, bad_input } => {
+            let producer = produce::producer(&brokers)?;
+            let started = Instant::now();
+            let keys = &write_keys;
+            let records = (0..count).map(|n| {
+                let write_key = &keys[(n % keys.len() as u64) as usize];
+                let event = sample::event(write_key, &format!("demo-{write_key}"), n);
+                let key = event["userId"].as_str().or(event["anonymousId"].as_str()).map(|k| k.as_bytes().to_vec());
+                (key, serde_json::to_vec(&event).expect("json"))
+            });
+            let mut produced = produce::produce_all(&producer, &topic, records).await?;
+            if bad_input {
+                let bad: Vec<(Option<Vec<u8>>, Vec<u8>)> = vec![
+                    (None, b"this is not json".to_vec()),
+                    (None, br#"[{"type":"track"}]"#.to_vec()),
+                    (None, br#"{"messageId":"no-type","writeKey":"x","userId":"u"}"#.to_vec()),
+                    (None, br#"{"type":"track","event":"E","messageId":"stranger","writeKey":"wk_unknown","userId":"u"}"#.to_vec()),
+                    (None, b"{\"type\":\"track\",\"event\":\"\xff\"}".to_vec()),
+                ];
+                produced += produce::produce_all(&producer, &topic, bad).await?;
+            }
+            println!("produced {produced} messages to {topic} in {:.2}s", started.elapsed().as_secs_f64());
+            Ok(())
+        }
+        Command::WaitCommitted { config, timeout_secs } => {
+            let settings = Settings::load(&config, None)?;
+            let started = Instant::now();
+            loop {
+                let rows = tokio::task::block_in_place(|| offsets::show(&settings, &settings.kafka.topics))?;
+                let lag: i64 = rows.iter().map(|r| r.lag).sum();
+                if lag == 0 && rows.iter().all(|r| r.committed.is_some() || r.log_end == r.log_start) {
+                    println!("all partitions committed to their end after {:.2}s", started.elapsed().as_secs_f64());
+                    return Ok(());
+                }
+                anyhow::ensure!(started.elapsed() < Duration::from_secs(timeout_secs), "still {lag} messages behind after {timeout_secs}s");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        Command::DeadLetters { brokers, topic } => {
+            let records = tokio::task::block_in_place(|| produce::read_topic(&brokers, &topic, Duration::from_secs(30)))?;
+            let mut counts = std::collections::BTreeMap::new();
+            for r in &records {
+                let key = format!("{} | {}", r.header("courier.stage").unwrap_or("?"), r.header("courier.reason").unwrap_or("?"));
+                *counts.entry(key).or_insert(0u64) += 1;
+            }
+            println!("{} dead letters in {topic}", records.len());
+            for (k, n) in counts {
+                println!("  {n:>6}  {k}");
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The group consumer: joining, assignment, revocation and the final commit.
+//!
+//! librdkafka calls rebalance callbacks from the thread that polls the consumer's main queue.
+//! Courier polls it on a dedicated OS thread ([`run_poll_loop`]), never on the async runtime,
+//! so a revocation may block there while partition tasks drain:
+//!
+//! - **Assign** (before librdkafka starts fetching): split each new partition's queue off the
+//!   main queue and spawn its [`PartitionTask`] on the runtime.
+//! - **Revoke** (before librdkafka gives the partitions up): cancel the partitions' tasks, wait
+//!   for them to drain (each bounded by the drain timeout), then commit their watermarks
+//!   synchronously. Only then does the rebalance proceed, so the next owner starts exactly at
+//!   the first message this worker had not finished.
+//! - **Shutdown**: the same as revoking everything, then the consumer is closed, which leaves
+//!   the group at once instead of waiting for the session timeout.
+//!
+//! Invariant: every offset this module commits is a tracker watermark, so it is never past a
+//! message that is not done. If the assignment was lost (the session expired), nothing is
+//! committed: the partitions may already belong to another member.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::partition::{PartitionEnv, PartitionTask};
+
+/// The worker's consumer.
+pub type CourierConsumer = BaseConsumer<CourierContext>;
+/// One partition's split queue.
+pub type CourierPartitionQueue = PartitionQueue<CourierContext>;
+
+type PartitionKey = (Arc<str>, i32);
+
+struct Running {
+    cancel: CancellationToken,
+    task: JoinHandle<Option<i64>>,
+}
+
+/// Rebalance handling and the registry of running partition tasks.
+pub struct CourierContext {
+    consumer: OnceLock<Weak<CourierConsumer>>,
+    runtime: Handle,
+    env: Arc<PartitionEnv>,
+    running: Mutex<HashMap<PartitionKey, Running>>,
+}
+
+impl std::fmt::Debug for CourierContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let running = self.running.lock().map(|r| r.len()).unwrap_or_default();
+        f.debug_struct("CourierContext").field("partitions", &running).finish_non_exhaustive()
+    }
+}
+
+impl CourierContext {
+    /// A context whose partition tasks run on `runtime`.
+    pub fn new(runtime: Handle, env: Arc<PartitionEnv>) -> Self {
+        CourierContext {
+            consumer: OnceLock::new(),
+            runtime,
+            env,
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Gives the context its consumer, which it needs to split partition queues. Call once,
+    /// right after creating the consumer and before subscribing.
+    pub fn bind(consumer: &Arc<CourierConsumer>) {
+        let _ = consumer.context().consumer.set(Arc::downgrade(consumer));
+    }
+
+    /// The partitions this worker currently runs, sorted.
+    pub fn partitions(&self) -> Vec<(String, i32)> {
+        let mut out: Vec<_> = self
+            .running
+            .lock()
+            .map(|r| r.keys().map(|(t, p)| (t.to_string(), *p)).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn start(&self, tpl: &TopicPartitionList) {
+        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+            tracing::error!("assignment before the consumer was bound; ignoring it");
+            return;
+        };
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for elem in tpl.elements() {
+            let key: PartitionKey = (Arc::from(elem.topic()), elem.partition());
+            if running.contains_key(&key) {
+                continue;
+            }
+            let Some(queue) = consumer.split_partition_queue(elem.topic(), elem.partition()) else {
+                tracing::error!(topic = elem.topic(), partition = elem.partition(), "cannot split partition queue");
+                continue;
+            };
+            let cancel = CancellationToken::new();
+            let task = PartitionTask::new(consumer.clone(), key.0.clone(), key.1, self.env.clone());
+            let task = self.runtime.spawn(task.run(queue, cancel.clone()));
+            running.insert(key, Running { cancel, task });
+        }
+        metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
+    }
+
+    /// Stops the given partitions' tasks, waits for their drain and commits their watermarks.
+    fn stop(&self, consumer: &CourierConsumer, keys: Vec<PartitionKey>) {
+        let stopping: Vec<(PartitionKey, Running)> = {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let stopping = keys.into_iter().filter_map(|k| running.remove(&k).map(|r| (k, r))).collect();
+            metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
+            stopping
+        };
+        if stopping.is_empty() {
+            return;
+        }
+        for (_, r) in &stopping {
+            r.cancel.cancel();
+        }
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), r) in stopping {
+            match self.runtime.block_on(r.task) {
+                Ok(Some(watermark)) => {
+                    let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(watermark));
+                }
+                Ok(None) => {}
+                Err(err) => tracing::error!(topic = &*topic, partition, error = %err, "partition task failed; not committing it"),
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        if consumer.assignment_lost() {
+            tracing::warn!("assignment lost; not committing revoked partitions (they will be redelivered)");
+            return;
+        }
+        let started = std::time::Instant::now();
+        match consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => {
+                metrics::histogram!("courier_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+                for e in tpl.elements() {
+                    tracing::info!(topic = e.topic(), partition = e.partition(), offset = ?e.offset(), "committed on release");
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "final commit failed; the next owner will redeliver from the previous commit"),
+        }
+    }
+
+    fn keys(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
+        tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
+    }
+}
+
+impl ClientContext for CourierContext {}
+
+impl ConsumerContext for CourierContext {
+    fn pre_rebalance(&self, consumer: &CourierConsumer, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?Self::keys(tpl).iter().map(|(t, p)| format!("{t}/{p}")).collect::<Vec<_>>(), "assigned");
+                self.start(tpl);
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?Self::keys(tpl).iter().map(|(t, p)| format!("{t}/{p}")).collect::<Vec<_>>(), "revoked");
+                self.stop(consumer, Self::keys(tpl));
+            }
+            Rebalance::Error(err) => tracing::error!(error = %err, "rebalance error"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(err) = result {
+            tracing::warn!(error = %err, partitions = offsets.count(), "offset commit failed; the next commit retries it");
+        }
+    }
+}
+
+/// Serves the consumer's main queue (rebalances, errors, commit results) until `shutdown`,
+/// then drains and commits every partition and closes the consumer (leaving the group).
+/// Blocking: run it on its own thread.
+pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Ok(m)) => {
+                // Partition queues are split before assignment, so this means a bug; the
+                // message is not tracked, so it is left to redelivery.
+                metrics::counter!("courier_unexpected_main_queue_messages_total").increment(1);
+                tracing::error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "message on the main queue");
+            }
+            Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
+        }
+    }
+    tracing::info!("shutting down: draining partitions");
+    let context = consumer.context();
+    let all: Vec<PartitionKey> = context
+        .running
+        .lock()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default();
+    context.stop(&consumer, all);
+    // The last reference: dropping closes the consumer, which leaves the group.
+    drop(consumer);
+    tracing::info!("consumer closed");
+}

@@ -1,0 +1,100 @@
+//! Building destination instances from customers, and the routing table from them.
+//!
+//! Every destination is built, enabled or not, so a configuration that would fail when a
+//! destination is switched on fails now instead. Only enabled destinations get a delivery
+//! task and a place in the routing table.
+
+use std::sync::Arc;
+
+use courier_connectors::registry::Built;
+use courier_connectors::{BuildContext, BuildError, Registry};
+
+use crate::customers::{Customer, DestinationConfig};
+use crate::deadletter::DeadLetters;
+use crate::deliver::{self, DestinationId};
+use crate::route::{CustomerRoute, RoutingTable, Target};
+
+/// The HTTP client shared by every HTTP connector of a worker.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("courier/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(std::time::Duration::from_secs(60))
+        .build()
+        .expect("the http client builds with static settings")
+}
+
+/// Builds one destination of `customer` (validation only; no I/O).
+fn build(customer: &Customer, d: &DestinationConfig, registry: &Registry, http: &reqwest::Client) -> Result<Built, BuildError> {
+    let ctx = BuildContext {
+        customer: customer.id.clone(),
+        destination: d.name.clone(),
+        batch: d.delivery.batch_limits(),
+        http: http.clone(),
+    };
+    registry.build(&d.kind, d.settings.clone(), &ctx)
+}
+
+/// Validates every destination and returns the effective configuration (secrets redacted).
+pub fn effective(customers: &[Customer], registry: &Registry) -> Result<serde_json::Value, BuildError> {
+    let http = http_client();
+    let mut out = serde_json::Map::new();
+    for customer in customers {
+        let mut destinations = serde_json::Map::new();
+        for d in &customer.destinations {
+            let built = build(customer, d, registry, &http)?;
+            destinations.insert(
+                d.name.clone(),
+                serde_json::json!({
+                    "kind": d.kind,
+                    "enabled": d.enabled,
+                    "filter": d.filter.describe(),
+                    "delivery": d.delivery,
+                    "settings": built.effective_settings,
+                }),
+            );
+        }
+        out.insert(
+            customer.id.clone(),
+            serde_json::json!({
+                "file": customer.file.display().to_string(),
+                "write_keys": customer.write_keys.len(),
+                "destinations": destinations,
+            }),
+        );
+    }
+    Ok(serde_json::Value::Object(out))
+}
+
+/// Builds every destination, starts a delivery task for each enabled one, and returns the
+/// routing table that sends to them.
+pub fn routing_table(
+    customers: &[Customer],
+    registry: &Registry,
+    http: &reqwest::Client,
+    dead_letters: &DeadLetters,
+) -> Result<RoutingTable, BuildError> {
+    let mut routes = Vec::with_capacity(customers.len());
+    for customer in customers {
+        let id: Arc<str> = Arc::from(customer.id.as_str());
+        let mut targets = Vec::new();
+        for d in &customer.destinations {
+            let built = build(customer, d, registry, http)?;
+            if !d.enabled {
+                tracing::info!(customer = &*customer.id, destination = &*d.name, kind = &*d.kind, "destination disabled");
+                continue;
+            }
+            let destination_id = DestinationId {
+                customer: id.clone(),
+                name: Arc::from(d.name.as_str()),
+                kind: Arc::from(d.kind.as_str()),
+            };
+            let handle = deliver::spawn(destination_id, built.destination, d.delivery, dead_letters.clone());
+            targets.push(Target {
+                filter: d.filter.clone(),
+                handle,
+            });
+        }
+        routes.push((customer.write_keys.clone(), CustomerRoute { id, targets }));
+    }
+    Ok(RoutingTable::new(routes))
+}

@@ -1,0 +1,16 @@
+//! The local stack for the demo and the tests: a real Kafka-protocol broker, real HTTP
+//! receivers, and realistic sample events.
+//!
+//! - [`broker`]: librdkafka's mock cluster listening on loopback TCP (real consumer groups,
+//!   offset commits, fault injection), with topics created up front. It is the one mock in the
+//!   stack, because no Kafka broker can be installed on the machines this project is built on;
+//!   Courier talks to it through the same librdkafka client it uses in production.
+//! - [`receiver`]: an HTTP server that records what destinations receive, verifies webhook
+//!   signatures, and answers with a status the test chooses.
+//! - [`sample`]: Segment events as analytics.js would send them.
+//! - [`produce`]: producing records and reading topics back.
+
+pub mod broker;
+pub mod produce;
+pub mod receiver;
+pub mod sample;

@@ -1,0 +1,69 @@
+//! librdkafka client configurations.
+//!
+//! The consumer never stores or commits offsets by itself (`enable.auto.commit=false`,
+//! `enable.auto.offset.store=false`): only Courier commits, and only watermarks of done
+//! messages. Assignment is cooperative-sticky, so a rebalance moves only the partitions that
+//! change owner and the others keep flowing. The dead-letter producer is idempotent with
+//! `acks=all`, so an acknowledged dead letter is durable and a retried one is not duplicated.
+//! User properties are applied on top; the ones the guarantee depends on are refused by
+//! [`Settings::validate`](crate::settings::Settings::validate).
+
+use rdkafka::ClientConfig;
+
+use crate::settings::Settings;
+
+/// The consumer of the worker's group.
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let k = &settings.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("group.id", &k.group_id)
+        .set("client.id", client_id("courier"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .set("session.timeout.ms", k.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (k.session_timeout_ms / 4).max(100).to_string());
+    apply(&mut c, &k.properties);
+    apply(&mut c, &k.consumer_properties);
+    c
+}
+
+/// The dead-letter producer.
+pub fn producer_config(settings: &Settings) -> ClientConfig {
+    let k = &settings.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("client.id", client_id("courier-dead-letter"))
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5");
+    apply(&mut c, &k.properties);
+    apply(&mut c, &k.producer_properties);
+    c
+}
+
+/// A consumer of the group that never joins it: reads committed offsets and watermarks.
+pub fn observer_config(settings: &Settings) -> ClientConfig {
+    let k = &settings.kafka;
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &k.brokers)
+        .set("group.id", &k.group_id)
+        .set("client.id", client_id("courier-cli"))
+        .set("enable.auto.commit", "false");
+    apply(&mut c, &k.properties);
+    c
+}
+
+fn apply(c: &mut ClientConfig, props: &std::collections::BTreeMap<String, String>) {
+    for (key, value) in props {
+        c.set(key, value);
+    }
+}
+
+fn client_id(prefix: &str) -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+    format!("{prefix}-{host}-{}", std::process::id())
+}

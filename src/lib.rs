@@ -1,0 +1,46 @@
+//! Courier: delivers Segment-spec analytics events from Kafka to each customer's enabled
+//! destinations, committing offsets only after delivery.
+//!
+//! # Layout
+//! The data path, in the order a message travels it:
+//! - [`consumer`]: the group consumer; assignment, revocation, final commits, the poll thread.
+//! - [`partition`]: one task per assigned partition: decode, route, fan out, commit.
+//! - [`route`]: the routing table (write key → customer → enabled, filtered destinations).
+//! - [`ack`]: the per-message acknowledgement shared by its destination copies.
+//! - [`tracker`]: per-partition completion and the committable watermark.
+//! - [`deliver`]: one task per destination instance: batch, send, retry, dead-letter.
+//! - [`batch`], [`backoff`]: the pure pieces of delivery.
+//! - [`deadletter`]: the dead-letter producer and its headers.
+//!
+//! Around it:
+//! - [`settings`], [`customers`]: configuration, layered and validated before any I/O.
+//! - [`destinations`]: builds connector instances (from `courier-connectors`) and the table.
+//! - [`kafka`]: librdkafka client configurations.
+//! - [`worker`]: the `courier run` command.
+//! - [`offsets`]: the `courier offsets show` command.
+//! - [`telemetry`]: log output.
+//! - [`devstack`]: the local stack for demos and tests (broker, receivers, sample events).
+//!
+//! # The guarantee
+//! A message's offset is committed only when every destination copy of it was delivered or
+//! dead-lettered (acknowledged by the broker). Anything else (a crash, a revoke, a destination
+//! that never recovers) leaves the committed offset below the message, so the group redelivers
+//! it: at least once, never silently lost.
+
+pub mod ack;
+pub mod backoff;
+pub mod batch;
+pub mod consumer;
+pub mod customers;
+pub mod deadletter;
+pub mod deliver;
+pub mod destinations;
+pub mod devstack;
+pub mod kafka;
+pub mod offsets;
+pub mod partition;
+pub mod route;
+pub mod settings;
+pub mod telemetry;
+pub mod tracker;
+pub mod worker;

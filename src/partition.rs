@@ -1,0 +1,276 @@
+//! One task per assigned partition: decode, route, fan out, track, commit.
+//!
+//! The task owns its partition's queue (split from the consumer, so partitions progress
+//! independently) and its [`OffsetTracker`]. For each message it tracks the offset, creates one
+//! [`MessageAck`], and either dead-letters the message (it cannot decode, or its write key
+//! belongs to no customer) or sends one copy to each enabled destination whose filter passes.
+//!
+//! Invariants:
+//! - the committed offset is always the tracker's watermark: never past a message that is not
+//!   done;
+//! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
+//!   paused in librdkafka (no fetching) and resumed below half of it;
+//! - on cancellation (revoke or shutdown) the task stops taking messages, waits up to the drain
+//!   timeout for in-flight ones, and returns the final watermark for the caller to commit
+//!   synchronously. Whatever is not done by then is redelivered to the next owner.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use courier_connectors::Event;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::MessageAck;
+use crate::consumer::{CourierConsumer, CourierPartitionQueue};
+use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
+use crate::deliver::Copy;
+use crate::route::RoutingTable;
+use crate::settings::ConsumerSettings;
+use crate::tracker::OffsetTracker;
+
+/// Messages taken from the queue before the task yields to its other duties.
+const POLL_BUDGET: usize = 256;
+
+/// What every partition task shares.
+#[derive(Debug)]
+pub struct PartitionEnv {
+    /// The current routing table.
+    pub routes: Arc<ArcSwap<RoutingTable>>,
+    /// The dead-letter producer.
+    pub dead_letters: DeadLetters,
+    /// Limits and timings.
+    pub limits: ConsumerSettings,
+}
+
+/// A message copied out of librdkafka's buffer.
+struct Inbound {
+    offset: i64,
+    payload: Bytes,
+    key: Option<Bytes>,
+}
+
+/// The state of one partition's task.
+pub(crate) struct PartitionTask {
+    consumer: Arc<CourierConsumer>,
+    topic: Arc<str>,
+    partition: i32,
+    env: Arc<PartitionEnv>,
+    tracker: OffsetTracker,
+    last_committed: Option<i64>,
+    paused: bool,
+    labels: [(&'static str, String); 2],
+}
+
+impl PartitionTask {
+    pub(crate) fn new(consumer: Arc<CourierConsumer>, topic: Arc<str>, partition: i32, env: Arc<PartitionEnv>) -> Self {
+        let labels = [("topic", topic.to_string()), ("partition", partition.to_string())];
+        PartitionTask {
+            consumer,
+            topic,
+            partition,
+            env,
+            tracker: OffsetTracker::new(),
+            last_committed: None,
+            paused: false,
+            labels,
+        }
+    }
+
+    /// Runs until `cancel`, then drains; returns the watermark to commit, if any message was
+    /// done.
+    pub(crate) async fn run(mut self, mut queue: CourierPartitionQueue, cancel: CancellationToken) -> Option<i64> {
+        let wake = Arc::new(Notify::new());
+        let waker = wake.clone();
+        queue.set_nonempty_callback(move || waker.notify_one());
+        let (done_tx, mut done_rx) = unbounded_channel();
+        let mut commit_tick = tokio::time::interval(Duration::from_millis(self.env.limits.commit_interval_ms));
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(topic = &*self.topic, partition = self.partition, "partition started");
+        'run: loop {
+            let mut budget = POLL_BUDGET;
+            while !self.paused && budget > 0 {
+                let Some(polled) = queue.poll(Duration::ZERO) else { break };
+                budget -= 1;
+                let inbound = match polled {
+                    Ok(m) => Inbound {
+                        offset: m.offset(),
+                        payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
+                        key: m.key().map(Bytes::copy_from_slice),
+                    },
+                    Err(err) => {
+                        tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "consume error");
+                        continue;
+                    }
+                };
+                if !self.dispatch(inbound, &done_tx, &cancel).await {
+                    break 'run;
+                }
+                if self.tracker.in_flight() >= self.env.limits.max_in_flight_per_partition {
+                    self.set_paused(true);
+                }
+            }
+            let more = budget == 0;
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
+                _ = commit_tick.tick() => self.commit(),
+                () = tokio::task::yield_now(), if more => {}
+                () = wake.notified(), if !self.paused => {}
+            }
+        }
+        self.drain(&mut done_rx).await;
+        tracing::info!(
+            topic = &*self.topic,
+            partition = self.partition,
+            watermark = self.tracker.watermark(),
+            abandoned = self.tracker.in_flight(),
+            "partition stopped"
+        );
+        self.tracker.watermark()
+    }
+
+    /// Routes one message; returns false when cancelled mid-way (the message stays not done).
+    async fn dispatch(&mut self, msg: Inbound, done: &UnboundedSender<i64>, cancel: &CancellationToken) -> bool {
+        metrics::counter!("courier_consumed_messages_total").increment(1);
+        metrics::counter!("courier_consumed_bytes_total").increment(msg.payload.len() as u64);
+        self.tracker.track(msg.offset);
+        let ack = MessageAck::new(msg.offset, done.clone());
+        let origin = Arc::new(Origin {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: msg.offset,
+            key: msg.key,
+        });
+        let event = match Event::parse(msg.payload.clone(), self.env.limits.max_message_bytes) {
+            Ok(event) => event,
+            Err(reason) => {
+                self.dead_letter(msg.payload, origin, Stage::Decode, reason.to_string(), ack);
+                return true;
+            }
+        };
+        let customer = self.env.routes.load().customer(event.write_key()).cloned();
+        let Some(customer) = customer else {
+            self.dead_letter(msg.payload, origin, Stage::Route, "unknown write key".into(), ack);
+            return true;
+        };
+        let event = Arc::new(event);
+        for target in &customer.targets {
+            if !target.filter.accepts(&event) {
+                continue;
+            }
+            let copy = Copy {
+                event: event.clone(),
+                origin: origin.clone(),
+                ack: ack.share(),
+            };
+            tokio::select! {
+                biased;
+                // The unsent copy and the root share drop unsettled: the message is not done.
+                () = cancel.cancelled() => return false,
+                sent = target.handle.queue.send(copy) => if sent.is_err() {
+                    tracing::error!(
+                        customer = &*customer.id,
+                        destination = &*target.handle.id.name,
+                        offset = origin.offset,
+                        "destination is stopped; holding the message"
+                    );
+                }
+            }
+        }
+        ack.settle();
+        true
+    }
+
+    fn dead_letter(&self, payload: Bytes, origin: Arc<Origin>, stage: Stage, reason: String, ack: MessageAck) {
+        let dead_letters = self.env.dead_letters.clone();
+        tokio::spawn(async move {
+            let letter = DeadLetter {
+                payload: &payload,
+                origin: &origin,
+                stage,
+                reason: &reason,
+                destination: None,
+                status: None,
+                response: None,
+            };
+            if dead_letters.send(&letter).await.is_ok() {
+                ack.settle();
+            }
+        });
+    }
+
+    fn complete(&mut self, offset: i64, done_rx: &mut UnboundedReceiver<i64>) {
+        self.tracker.complete(offset);
+        while let Ok(offset) = done_rx.try_recv() {
+            self.tracker.complete(offset);
+        }
+        metrics::gauge!("courier_partition_in_flight_messages", &self.labels).set(self.tracker.in_flight() as f64);
+        if self.paused && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2 {
+            self.set_paused(false);
+        }
+    }
+
+    fn set_paused(&mut self, paused: bool) {
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        tpl.add_partition(&self.topic, self.partition);
+        let result = if paused {
+            self.consumer.pause(&tpl)
+        } else {
+            self.consumer.resume(&tpl)
+        };
+        match result {
+            Ok(()) => {
+                self.paused = paused;
+                tracing::debug!(topic = &*self.topic, partition = self.partition, paused, in_flight = self.tracker.in_flight(), "backpressure");
+            }
+            // Not pausing only means librdkafka keeps its bounded prefetch; we still stop polling.
+            Err(err) => {
+                self.paused = paused;
+                tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "pause/resume failed");
+            }
+        }
+    }
+
+    /// Commits the watermark asynchronously if it moved since the last commit.
+    fn commit(&mut self) {
+        let Some(watermark) = self.tracker.watermark() else { return };
+        if self.last_committed == Some(watermark) {
+            return;
+        }
+        let mut tpl = TopicPartitionList::with_capacity(1);
+        if tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark)).is_err() {
+            return;
+        }
+        match self.consumer.commit(&tpl, CommitMode::Async) {
+            Ok(()) => self.last_committed = Some(watermark),
+            Err(err) => tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "commit failed"),
+        }
+    }
+
+    /// Waits for in-flight messages until none is left or the drain timeout passes.
+    async fn drain(&mut self, done_rx: &mut UnboundedReceiver<i64>) {
+        let deadline = Instant::now() + Duration::from_millis(self.env.limits.drain_timeout_ms);
+        while self.tracker.in_flight() > 0 {
+            tokio::select! {
+                Some(offset) = done_rx.recv() => self.complete(offset, done_rx),
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    tracing::warn!(
+                        topic = &*self.topic,
+                        partition = self.partition,
+                        in_flight = self.tracker.in_flight(),
+                        "drain timeout; messages not done will be redelivered to the next owner"
+                    );
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,402 @@
+//! Worker settings: layered, validated, printable.
+//!
+//! Layers, later wins: the defaults written on the fields below, the TOML file given by
+//! `--config`, then `COURIER__SECTION__KEY` environment variables (for example
+//! `COURIER__KAFKA__BROKERS=broker-1:9092`; `COURIER__KAFKA__TOPICS=a,b` for lists).
+//!
+//! [`Settings::load`] parses; [`Settings::validate`] checks every cross-field rule before any
+//! I/O (the drain timeout must end before the group gives up on this member, so a draining
+//! worker still owns its partitions when it commits). A relative `customers_dir` is resolved
+//! against the directory of the configuration file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use courier_connectors::BatchLimits;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Everything a worker needs, after layering.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The Kafka cluster, group and topics.
+    pub kafka: KafkaSettings,
+    /// Per-partition consumption limits and timings.
+    #[serde(default)]
+    pub consumer: ConsumerSettings,
+    /// Delivery defaults for every destination (each destination may override them).
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    /// Where undeliverable messages go.
+    #[serde(default)]
+    pub dead_letter: DeadLetterSettings,
+    /// Directory of customer files (`*.toml`, one customer each).
+    pub customers_dir: PathBuf,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
+}
+
+/// The Kafka cluster, group and topics.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    /// Bootstrap servers, comma-separated `host:port`.
+    pub brokers: String,
+    /// The consumer group every worker of the fleet joins.
+    pub group_id: String,
+    /// Topics to consume.
+    pub topics: Vec<String>,
+    /// Session timeout: a member silent this long is removed from the group.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// librdkafka properties for both the consumer and the producer (security, tuning).
+    #[serde(default, serialize_with = "redact_sensitive")]
+    pub properties: BTreeMap<String, String>,
+    /// librdkafka properties for the consumer only.
+    #[serde(default, serialize_with = "redact_sensitive")]
+    pub consumer_properties: BTreeMap<String, String>,
+    /// librdkafka properties for the dead-letter producer only.
+    #[serde(default, serialize_with = "redact_sensitive")]
+    pub producer_properties: BTreeMap<String, String>,
+}
+
+/// Per-partition consumption limits and timings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsumerSettings {
+    /// Consumed but not yet done messages per partition; at the bound the partition pauses.
+    pub max_in_flight_per_partition: usize,
+    /// How often each partition commits its watermark while running.
+    pub commit_interval_ms: u64,
+    /// On revoke or shutdown, how long in-flight deliveries may finish before the final commit.
+    pub drain_timeout_ms: u64,
+    /// Larger messages are dead-lettered as too large.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            max_in_flight_per_partition: 20_000,
+            commit_interval_ms: 1_000,
+            drain_timeout_ms: 5_000,
+            max_message_bytes: 512 * 1024,
+        }
+    }
+}
+
+/// Delivery defaults; a destination's `[delivery]` table overrides any of them.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    /// Events per batch at most.
+    pub batch_max_events: usize,
+    /// Bytes of event JSON per batch at most.
+    pub batch_max_bytes: usize,
+    /// A batch leaves when its oldest event has waited this long.
+    pub batch_max_age_ms: u64,
+    /// Batches in flight per destination instance at most.
+    pub concurrency: usize,
+    /// Events queued per destination instance before partitions wait for it.
+    pub queue_capacity: usize,
+    /// First retry delay ceiling; doubles each attempt (full jitter).
+    pub retry_initial_backoff_ms: u64,
+    /// Retry delay ceiling.
+    pub retry_max_backoff_ms: u64,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            batch_max_events: 500,
+            batch_max_bytes: 1024 * 1024,
+            batch_max_age_ms: 500,
+            concurrency: 4,
+            queue_capacity: 10_000,
+            retry_initial_backoff_ms: 200,
+            retry_max_backoff_ms: 60_000,
+        }
+    }
+}
+
+impl DeliverySettings {
+    /// The batch limits these settings describe.
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            max_events: self.batch_max_events,
+            max_bytes: self.batch_max_bytes,
+            max_age: Duration::from_millis(self.batch_max_age_ms),
+        }
+    }
+
+    /// Checks the limits; `at` names where they were set, for the message.
+    pub fn validate(&self, at: &str) -> Result<(), String> {
+        let positive = [
+            ("batch_max_events", self.batch_max_events as u64),
+            ("batch_max_bytes", self.batch_max_bytes as u64),
+            ("batch_max_age_ms", self.batch_max_age_ms),
+            ("concurrency", self.concurrency as u64),
+            ("queue_capacity", self.queue_capacity as u64),
+            ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return Err(format!("{at}.{field} must be above 0"));
+            }
+        }
+        if self.retry_max_backoff_ms < self.retry_initial_backoff_ms {
+            return Err(format!(
+                "{at}.retry_max_backoff_ms ({}) must be at least retry_initial_backoff_ms ({})",
+                self.retry_max_backoff_ms, self.retry_initial_backoff_ms
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where undeliverable messages go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeadLetterSettings {
+    /// The dead-letter topic. Unset: a message that cannot be delivered holds its partition's
+    /// committed offset (and is logged at error level) instead of being dropped.
+    pub topic: Option<String>,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `json`, `text`, or `auto` (text on a terminal, JSON otherwise).
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `courier=debug,rdkafka=warn`; `RUST_LOG` wins.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+
+/// Properties whose values are credentials by name.
+fn is_sensitive(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["password", "secret", "token", "key"]
+        .iter()
+        .any(|word| key.contains(word))
+        && !key.ends_with(".location")
+}
+
+fn redact_sensitive<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+    let redacted: BTreeMap<&str, &str> = map
+        .iter()
+        .map(|(k, v)| (k.as_str(), if is_sensitive(k) { "<redacted>" } else { v.as_str() }))
+        .collect();
+    redacted.serialize(s)
+}
+
+/// Properties Courier sets itself because the delivery guarantee depends on them.
+pub const RESERVED_PROPERTIES: [&str; 4] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+];
+
+/// Settings that failed to load or validate; the message names the file and field.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file or environment could not be read or parsed.
+    #[error("{path}: {message}")]
+    Load {
+        /// The configuration file.
+        path: PathBuf,
+        /// What went wrong, with the field when known.
+        message: String,
+    },
+    /// A rule across fields does not hold.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The configuration file.
+        path: PathBuf,
+        /// The rule that failed, naming the fields.
+        message: String,
+    },
+}
+
+impl Settings {
+    /// Loads the file at `path`, then the `COURIER__` environment variables of `env` (the
+    /// process environment when `None`), and validates the result.
+    pub fn load(path: &Path, env: Option<config::Map<String, String>>) -> Result<Settings, SettingsError> {
+        let load_error = |message: String| SettingsError::Load {
+            path: path.to_owned(),
+            message,
+        };
+        if !path.is_file() {
+            return Err(load_error("configuration file not found".into()));
+        }
+        let environment = config::Environment::with_prefix("COURIER")
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("kafka.topics")
+            .try_parsing(true)
+            .source(env);
+        let layered = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(environment)
+            .build()
+            .map_err(|e| load_error(e.to_string()))?;
+        let mut settings: Settings = serde_path_to_error::deserialize(layered).map_err(|e| {
+            load_error(format!("{}: {}", e.path(), e.inner()))
+        })?;
+        if settings.customers_dir.is_relative() {
+            let base = path.parent().unwrap_or(Path::new("."));
+            settings.customers_dir = base.join(&settings.customers_dir);
+        }
+        settings.validate().map_err(|message| SettingsError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(settings)
+    }
+
+    /// Checks the rules that span fields.
+    pub fn validate(&self) -> Result<(), String> {
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            return Err("kafka.brokers is empty".into());
+        }
+        if k.group_id.trim().is_empty() {
+            return Err("kafka.group_id is empty".into());
+        }
+        if k.topics.is_empty() || k.topics.iter().any(|t| t.trim().is_empty()) {
+            return Err("kafka.topics must list at least one non-empty topic".into());
+        }
+        for (section, props) in [
+            ("properties", &k.properties),
+            ("consumer_properties", &k.consumer_properties),
+            ("producer_properties", &k.producer_properties),
+        ] {
+            if let Some(key) = props.keys().find(|key| RESERVED_PROPERTIES.contains(&key.as_str())) {
+                return Err(format!(
+                    "kafka.{section}.{key:?} is set by courier itself (offsets are committed only after delivery); remove it"
+                ));
+            }
+        }
+        let c = &self.consumer;
+        if c.max_in_flight_per_partition == 0 {
+            return Err("consumer.max_in_flight_per_partition must be above 0".into());
+        }
+        if c.commit_interval_ms == 0 || c.max_message_bytes == 0 {
+            return Err("consumer.commit_interval_ms and consumer.max_message_bytes must be above 0".into());
+        }
+        if c.drain_timeout_ms >= k.session_timeout_ms {
+            return Err(format!(
+                "consumer.drain_timeout_ms ({}) must be below kafka.session_timeout_ms ({}) so a draining worker still owns its partitions when it commits",
+                c.drain_timeout_ms, k.session_timeout_ms
+            ));
+        }
+        if let Some(poll) = k.consumer_properties.get("max.poll.interval.ms").or(k.properties.get("max.poll.interval.ms")) {
+            let poll: u64 = poll.parse().map_err(|_| format!("max.poll.interval.ms {poll:?} is not a number"))?;
+            if c.drain_timeout_ms >= poll {
+                return Err(format!(
+                    "consumer.drain_timeout_ms ({}) must be below max.poll.interval.ms ({poll})",
+                    c.drain_timeout_ms
+                ));
+            }
+        }
+        if self.dead_letter.topic.as_deref().is_some_and(|t| k.topics.iter().any(|s| s == t)) {
+            return Err("dead_letter.topic must not be one of kafka.topics".into());
+        }
+        self.delivery.validate("delivery")
+    }
+
+    /// The drain timeout as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer.drain_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, body: &str) -> PathBuf {
+        let path = dir.join("courier.toml");
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    const BASE: &str = r#"
+customers_dir = "customers"
+[kafka]
+brokers = "127.0.0.1:9092"
+group_id = "courier"
+topics = ["events"]
+"#;
+
+    #[test]
+    fn layers_defaults_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), BASE);
+        let env = config::Map::from([
+            ("COURIER__KAFKA__BROKERS".to_string(), "b1:9092,b2:9092".to_string()),
+            ("COURIER__DELIVERY__CONCURRENCY".to_string(), "9".to_string()),
+            ("COURIER__KAFKA__TOPICS".to_string(), "a,b".to_string()),
+        ]);
+        let s = Settings::load(&path, Some(env)).unwrap();
+        assert_eq!(s.kafka.brokers, "b1:9092,b2:9092");
+        assert_eq!(s.kafka.topics, ["a", "b"]);
+        assert_eq!(s.delivery.concurrency, 9);
+        assert_eq!(s.delivery.batch_max_events, 500);
+        assert_eq!(s.customers_dir, dir.path().join("customers"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &format!("{BASE}\n[consumer]\ndrain_timeout_ms = 20000\n"));
+        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
+        assert!(err.contains("courier.toml") && err.contains("consumer.drain_timeout_ms"), "{err}");
+
+        let path = write(dir.path(), &format!("{BASE}\n[delivery]\nconcurency = 3\n"));
+        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
+        assert!(err.contains("concurency"), "{err}");
+
+        let path = write(dir.path(), &format!("{BASE}\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n"));
+        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
+        assert!(err.contains("enable.auto.commit"), "{err}");
+    }
+
+    #[test]
+    fn sensitive_properties_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &format!("{BASE}\n[kafka.properties]\n\"sasl.password\" = \"hunter2\"\n\"fetch.max.bytes\" = \"1000\"\n"));
+        let s = Settings::load(&path, Some(config::Map::new())).unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("hunter2") && text.contains("1000"), "{text}");
+    }
+}
