@@ -42,7 +42,10 @@ mod tests {
 
     #[test]
     fn grows_caps_and_honours_retry_after() {
-        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) };
+        let b = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        };
         assert_eq!(b.ceiling(0), Duration::from_millis(100));
         assert_eq!(b.ceiling(3), Duration::from_millis(800));
         assert_eq!(b.ceiling(40), Duration::from_secs(5));
@@ -50,6 +53,9 @@ mod tests {
             assert!(b.delay(attempt, None) <= b.ceiling(attempt));
             assert!(b.delay(attempt, Some(Duration::from_secs(7))) >= Duration::from_secs(7));
         }
-        assert_eq!(b.delay(0, Some(Duration::from_secs(86_400))), MAX_RETRY_AFTER);
+        assert_eq!(
+            b.delay(0, Some(Duration::from_secs(86_400))),
+            MAX_RETRY_AFTER
+        );
     }
 }

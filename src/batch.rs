@@ -69,7 +69,11 @@ mod tests {
     use super::*;
 
     fn limits(max_events: usize, max_bytes: usize) -> BatchLimits {
-        BatchLimits { max_events, max_bytes, max_age: Duration::from_millis(100) }
+        BatchLimits {
+            max_events,
+            max_bytes,
+            max_age: Duration::from_millis(100),
+        }
     }
 
     #[test]
@@ -84,7 +88,11 @@ mod tests {
 
         assert!(b.push(4, 60, now).is_empty());
         assert_eq!(b.push(5, 60, now), vec![vec![4]], "5 would pass max_bytes");
-        assert_eq!(b.push(6, 500, now), vec![vec![5], vec![6]], "an oversized item goes alone");
+        assert_eq!(
+            b.push(6, 500, now),
+            vec![vec![5], vec![6]],
+            "an oversized item goes alone"
+        );
         assert_eq!(b.flush(), None);
     }
 }

@@ -18,11 +18,12 @@
 //! committed: the partitions may already belong to another member.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::consumer::base_consumer::PartitionQueue;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -39,9 +40,14 @@ pub type CourierPartitionQueue = PartitionQueue<CourierContext>;
 
 type PartitionKey = (Arc<str>, i32);
 
+/// The confirmed offset of a partition nothing was committed for yet.
+pub(crate) const NOT_CONFIRMED: i64 = -1;
+
 struct Running {
     cancel: CancellationToken,
     task: JoinHandle<Option<i64>>,
+    /// The last offset the broker confirmed for this partition, set by the commit callback.
+    confirmed: Arc<AtomicI64>,
 }
 
 /// Rebalance handling and the registry of running partition tasks.
@@ -55,7 +61,9 @@ pub struct CourierContext {
 impl std::fmt::Debug for CourierContext {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let running = self.running.lock().map(|r| r.len()).unwrap_or_default();
-        f.debug_struct("CourierContext").field("partitions", &running).finish_non_exhaustive()
+        f.debug_struct("CourierContext")
+            .field("partitions", &running)
+            .finish_non_exhaustive()
     }
 }
 
@@ -99,13 +107,31 @@ impl CourierContext {
                 continue;
             }
             let Some(queue) = consumer.split_partition_queue(elem.topic(), elem.partition()) else {
-                tracing::error!(topic = elem.topic(), partition = elem.partition(), "cannot split partition queue");
+                tracing::error!(
+                    topic = elem.topic(),
+                    partition = elem.partition(),
+                    "cannot split partition queue"
+                );
                 continue;
             };
             let cancel = CancellationToken::new();
-            let task = PartitionTask::new(consumer.clone(), key.0.clone(), key.1, self.env.clone());
+            let confirmed = Arc::new(AtomicI64::new(NOT_CONFIRMED));
+            let task = PartitionTask::new(
+                consumer.clone(),
+                key.0.clone(),
+                key.1,
+                self.env.clone(),
+                confirmed.clone(),
+            );
             let task = self.runtime.spawn(task.run(queue, cancel.clone()));
-            running.insert(key, Running { cancel, task });
+            running.insert(
+                key,
+                Running {
+                    cancel,
+                    task,
+                    confirmed,
+                },
+            );
         }
         metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
     }
@@ -114,7 +140,10 @@ impl CourierContext {
     fn stop(&self, consumer: &CourierConsumer, keys: Vec<PartitionKey>) {
         let stopping: Vec<(PartitionKey, Running)> = {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            let stopping = keys.into_iter().filter_map(|k| running.remove(&k).map(|r| (k, r))).collect();
+            let stopping = keys
+                .into_iter()
+                .filter_map(|k| running.remove(&k).map(|r| (k, r)))
+                .collect();
             metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
             stopping
         };
@@ -131,30 +160,40 @@ impl CourierContext {
                     let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(watermark));
                 }
                 Ok(None) => {}
-                Err(err) => tracing::error!(topic = &*topic, partition, error = %err, "partition task failed; not committing it"),
+                Err(err) => {
+                    tracing::error!(topic = &*topic, partition, error = %err, "partition task failed; not committing it")
+                }
             }
         }
         if tpl.count() == 0 {
             return;
         }
         if consumer.assignment_lost() {
-            tracing::warn!("assignment lost; not committing revoked partitions (they will be redelivered)");
+            tracing::warn!(
+                "assignment lost; not committing revoked partitions (they will be redelivered)"
+            );
             return;
         }
         let started = std::time::Instant::now();
         match consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => {
-                metrics::histogram!("courier_commit_duration_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("courier_commit_duration_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 for e in tpl.elements() {
                     tracing::info!(topic = e.topic(), partition = e.partition(), offset = ?e.offset(), "committed on release");
                 }
             }
-            Err(err) => tracing::error!(error = %err, "final commit failed; the next owner will redeliver from the previous commit"),
+            Err(err) => {
+                tracing::error!(error = %err, "final commit failed; the next owner will redeliver from the previous commit")
+            }
         }
     }
 
     fn keys(tpl: &TopicPartitionList) -> Vec<PartitionKey> {
-        tpl.elements().iter().map(|e| (Arc::from(e.topic()), e.partition())).collect()
+        tpl.elements()
+            .iter()
+            .map(|e| (Arc::from(e.topic()), e.partition()))
+            .collect()
     }
 }
 
@@ -176,8 +215,17 @@ impl ConsumerContext for CourierContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(err) = result {
+        if let Err(err) = &result {
             tracing::warn!(error = %err, partitions = offsets.count(), "offset commit failed; the next commit retries it");
+        }
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        for e in offsets.elements() {
+            let (Ok(()), Offset::Offset(offset)) = (e.error(), e.offset()) else {
+                continue;
+            };
+            if let Some(r) = running.get(&(Arc::from(e.topic()), e.partition())) {
+                r.confirmed.store(offset, Ordering::Release);
+            }
         }
     }
 }
@@ -193,7 +241,12 @@ pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken
                 // Partition queues are split before assignment, so this means a bug; the
                 // message is not tracked, so it is left to redelivery.
                 metrics::counter!("courier_unexpected_main_queue_messages_total").increment(1);
-                tracing::error!(topic = m.topic(), partition = m.partition(), offset = m.offset(), "message on the main queue");
+                tracing::error!(
+                    topic = m.topic(),
+                    partition = m.partition(),
+                    offset = m.offset(),
+                    "message on the main queue"
+                );
             }
             Some(Err(err)) => tracing::warn!(error = %err, "consumer error"),
         }

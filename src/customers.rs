@@ -120,7 +120,8 @@ pub fn load_dir(
         file: file.to_owned(),
         message,
     };
-    let entries = std::fs::read_dir(dir).map_err(|e| err(dir, format!("cannot read customers directory: {e}")))?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| err(dir, format!("cannot read customers directory: {e}")))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
@@ -132,14 +133,20 @@ pub fn load_dir(
     for file in files {
         let customer = load_file(&file, defaults, env)?;
         if let Some(other) = ids.insert(customer.id.clone(), file.clone()) {
-            return Err(err(&file, format!("id {:?} is also used by {}", customer.id, other.display())));
+            return Err(err(
+                &file,
+                format!("id {:?} is also used by {}", customer.id, other.display()),
+            ));
         }
         for key in &customer.write_keys {
             if let Some(other) = keys.insert(key.clone(), file.clone()) {
                 // The key itself is a credential of the source: name the files, not the key.
                 return Err(err(
                     &file,
-                    format!("write_keys: a write key of this customer is also listed by {}", other.display()),
+                    format!(
+                        "write_keys: a write key of this customer is also listed by {}",
+                        other.display()
+                    ),
                 ));
             }
         }
@@ -161,23 +168,36 @@ pub fn load_file(
     let text = std::fs::read_to_string(file).map_err(|e| err(format!("cannot read: {e}")))?;
     let parsed: CustomerFile = {
         let de = toml::Deserializer::parse(&text).map_err(|e| err(e.to_string()))?;
-        serde_path_to_error::deserialize(de).map_err(|e| err(format!("{}: {}", e.path(), e.inner().message())))?
+        serde_path_to_error::deserialize(de)
+            .map_err(|e| err(format!("{}: {}", e.path(), e.inner().message())))?
     };
-    if parsed.id.trim().is_empty() || !parsed.id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
-        return Err(err(format!("id: {:?} must be non-empty letters, digits, '_' or '-'", parsed.id)));
+    if parsed.id.trim().is_empty()
+        || !parsed
+            .id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(err(format!(
+            "id: {:?} must be non-empty letters, digits, '_' or '-'",
+            parsed.id
+        )));
     }
     if parsed.write_keys.is_empty() || parsed.write_keys.iter().any(|k| k.trim().is_empty()) {
-        return Err(err("write_keys: list at least one non-empty write key".into()));
+        return Err(err(
+            "write_keys: list at least one non-empty write key".into()
+        ));
     }
     let mut destinations = Vec::with_capacity(parsed.destinations.len());
     for (name, d) in parsed.destinations {
         let at = format!("destinations.{name}");
-        let delivery = apply_overrides(defaults, d.delivery).map_err(|m| err(format!("{at}.delivery: {m}")))?;
+        let delivery = apply_overrides(defaults, d.delivery)
+            .map_err(|m| err(format!("{at}.delivery: {m}")))?;
         delivery.validate(&format!("{at}.delivery")).map_err(err)?;
         let filter = EventFilter::new(d.filter.types, d.filter.allow_events, d.filter.deny_events);
         let mut settings = toml::Value::Table(d.settings);
         expand_env(&mut settings, &format!("{at}.settings"), env).map_err(err)?;
-        let settings = serde_json::to_value(settings).map_err(|e| err(format!("{at}.settings: {e}")))?;
+        let settings =
+            serde_json::to_value(settings).map_err(|e| err(format!("{at}.settings: {e}")))?;
         destinations.push(DestinationConfig {
             name,
             kind: d.kind,
@@ -196,19 +216,30 @@ pub fn load_file(
 }
 
 /// The defaults with a destination's `[delivery]` overrides applied (unknown keys rejected).
-fn apply_overrides(defaults: &DeliverySettings, overrides: toml::Table) -> Result<DeliverySettings, String> {
+fn apply_overrides(
+    defaults: &DeliverySettings,
+    overrides: toml::Table,
+) -> Result<DeliverySettings, String> {
     let mut merged = toml::Table::try_from(defaults).map_err(|e| e.to_string())?;
     for (key, value) in overrides {
         if !merged.contains_key(&key) {
-            return Err(format!("unknown field `{key}`, expected one of {}", merged.keys().cloned().collect::<Vec<_>>().join(", ")));
+            return Err(format!(
+                "unknown field `{key}`, expected one of {}",
+                merged.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
         }
         merged.insert(key, value);
     }
-    serde_path_to_error::deserialize(toml::Value::Table(merged)).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+    serde_path_to_error::deserialize(toml::Value::Table(merged))
+        .map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }
 
 /// Replaces every `${NAME}` in the strings of `value` by the environment variable `NAME`.
-fn expand_env(value: &mut toml::Value, at: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+fn expand_env(
+    value: &mut toml::Value,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
     match value {
         toml::Value::String(s) => {
             if s.contains("${") {
@@ -236,7 +267,9 @@ fn expand_string(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String
         let end = after.find('}').ok_or("unterminated ${ in value")?;
         let name = &after[..end];
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("${{{name}}} is not a valid environment variable reference"));
+            return Err(format!(
+                "${{{name}}} is not a valid environment variable reference"
+            ));
         }
         let value = env(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
         out.push_str(&value);
@@ -284,31 +317,72 @@ secret = "pre-${HOOK_SECRET}"
         let d = &customers[0].destinations[0];
         assert_eq!(d.settings["secret"], "pre-s3cret");
         assert_eq!(d.delivery.batch_max_events, 1);
-        assert_eq!(d.delivery.concurrency, DeliverySettings::default().concurrency);
+        assert_eq!(
+            d.delivery.concurrency,
+            DeliverySettings::default().concurrency
+        );
     }
 
     #[test]
     fn errors_name_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "acme.toml", &ACME.replace("HOOK_SECRET", "MISSING_VAR"));
-        let e = load_dir(dir.path(), &DeliverySettings::default(), &env).unwrap_err().to_string();
-        assert!(e.contains("acme.toml") && e.contains("destinations.hook.settings.secret") && e.contains("MISSING_VAR"), "{e}");
+        write(
+            dir.path(),
+            "acme.toml",
+            &ACME.replace("HOOK_SECRET", "MISSING_VAR"),
+        );
+        let e = load_dir(dir.path(), &DeliverySettings::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("acme.toml")
+                && e.contains("destinations.hook.settings.secret")
+                && e.contains("MISSING_VAR"),
+            "{e}"
+        );
 
-        write(dir.path(), "acme.toml", &ACME.replace("batch_max_events", "batch_max_eventz"));
-        let e = load_dir(dir.path(), &DeliverySettings::default(), &env).unwrap_err().to_string();
-        assert!(e.contains("destinations.hook.delivery") && e.contains("batch_max_eventz"), "{e}");
+        write(
+            dir.path(),
+            "acme.toml",
+            &ACME.replace("batch_max_events", "batch_max_eventz"),
+        );
+        let e = load_dir(dir.path(), &DeliverySettings::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("destinations.hook.delivery") && e.contains("batch_max_eventz"),
+            "{e}"
+        );
 
-        write(dir.path(), "acme.toml", &ACME.replace("\"track\"", "\"click\""));
-        let e = load_dir(dir.path(), &DeliverySettings::default(), &env).unwrap_err().to_string();
-        assert!(e.contains("destinations.hook.filter.types") && e.contains("click"), "{e}");
+        write(
+            dir.path(),
+            "acme.toml",
+            &ACME.replace("\"track\"", "\"click\""),
+        );
+        let e = load_dir(dir.path(), &DeliverySettings::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("destinations.hook.filter.types") && e.contains("click"),
+            "{e}"
+        );
     }
 
     #[test]
     fn write_keys_are_unique_across_customers() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), "acme.toml", ACME);
-        write(dir.path(), "globex.toml", &ACME.replace("\"acme\"", "\"globex\""));
-        let e = load_dir(dir.path(), &DeliverySettings::default(), &env).unwrap_err().to_string();
-        assert!(e.contains("globex.toml") && e.contains("acme.toml") && !e.contains("wk1"), "{e}");
+        write(
+            dir.path(),
+            "globex.toml",
+            &ACME.replace("\"acme\"", "\"globex\""),
+        );
+        let e = load_dir(dir.path(), &DeliverySettings::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("globex.toml") && e.contains("acme.toml") && !e.contains("wk1"),
+            "{e}"
+        );
     }
 }

@@ -180,7 +180,8 @@ impl DeadLetters {
                 offset = letter.origin.offset,
                 "message cannot be delivered and no dead-letter topic is configured; holding its partition"
             );
-            metrics::counter!("courier_dead_letters_held_total", "stage" => letter.stage.as_str()).increment(1);
+            metrics::counter!("courier_dead_letters_held_total", "stage" => letter.stage.as_str())
+                .increment(1);
             return Err(NotConfigured);
         };
         let headers = letter.headers();
@@ -192,7 +193,11 @@ impl DeadLetters {
             if let Some(key) = &letter.origin.key {
                 record = record.key(&key[..]);
             }
-            match inner.producer.send(record, Timeout::After(Duration::from_secs(30))).await {
+            match inner
+                .producer
+                .send(record, Timeout::After(Duration::from_secs(30)))
+                .await
+            {
                 Ok(_) => {
                     metrics::counter!("courier_dead_letters_total", "stage" => letter.stage.as_str()).increment(1);
                     tracing::warn!(

@@ -108,7 +108,9 @@ impl Worker {
         let mut closed = false;
         loop {
             while in_flight.len() < settings.concurrency {
-                let Some(batch) = ready.pop_front() else { break };
+                let Some(batch) = ready.pop_front() else {
+                    break;
+                };
                 in_flight.push(self.clone().send(batch));
             }
             if closed && ready.is_empty() && in_flight.is_empty() {
@@ -148,14 +150,17 @@ impl Worker {
                 .record(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    metrics::counter!("courier_events_delivered_total", "kind" => kind.to_owned()).increment(batch.len() as u64);
-                    metrics::histogram!("courier_batch_events", "kind" => kind.to_owned()).record(batch.len() as f64);
+                    metrics::counter!("courier_events_delivered_total", "kind" => kind.to_owned())
+                        .increment(batch.len() as u64);
+                    metrics::histogram!("courier_batch_events", "kind" => kind.to_owned())
+                        .record(batch.len() as f64);
                     batch.into_iter().for_each(|c| c.ack.settle());
                     return;
                 }
                 Err(err) if err.is_retryable() => {
                     let delay = self.backoff.delay(attempt, err.retry_after());
-                    metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned()).increment(1);
+                    metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned())
+                        .increment(1);
                     tracing::warn!(
                         customer = &*self.id.customer,
                         destination = &*self.id.name,

@@ -4,6 +4,7 @@
 //! destination is switched on fails now instead. Only enabled destinations get a delivery
 //! task and a place in the routing table.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use courier_connectors::registry::Built;
@@ -23,19 +24,42 @@ pub fn http_client() -> reqwest::Client {
         .expect("the http client builds with static settings")
 }
 
+/// A destination that does not build, with the customer file it is defined in.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {error}", file.display())]
+pub struct DestinationError {
+    /// The customer file.
+    pub file: PathBuf,
+    /// What is wrong, naming the customer, destination and field.
+    pub error: Box<BuildError>,
+}
+
 /// Builds one destination of `customer` (validation only; no I/O).
-fn build(customer: &Customer, d: &DestinationConfig, registry: &Registry, http: &reqwest::Client) -> Result<Built, BuildError> {
+fn build(
+    customer: &Customer,
+    d: &DestinationConfig,
+    registry: &Registry,
+    http: &reqwest::Client,
+) -> Result<Built, DestinationError> {
     let ctx = BuildContext {
         customer: customer.id.clone(),
         destination: d.name.clone(),
         batch: d.delivery.batch_limits(),
         http: http.clone(),
     };
-    registry.build(&d.kind, d.settings.clone(), &ctx)
+    registry
+        .build(&d.kind, d.settings.clone(), &ctx)
+        .map_err(|error| DestinationError {
+            file: customer.file.clone(),
+            error: Box::new(error),
+        })
 }
 
 /// Validates every destination and returns the effective configuration (secrets redacted).
-pub fn effective(customers: &[Customer], registry: &Registry) -> Result<serde_json::Value, BuildError> {
+pub fn effective(
+    customers: &[Customer],
+    registry: &Registry,
+) -> Result<serde_json::Value, DestinationError> {
     let http = http_client();
     let mut out = serde_json::Map::new();
     for customer in customers {
@@ -72,7 +96,7 @@ pub fn routing_table(
     registry: &Registry,
     http: &reqwest::Client,
     dead_letters: &DeadLetters,
-) -> Result<RoutingTable, BuildError> {
+) -> Result<RoutingTable, DestinationError> {
     let mut routes = Vec::with_capacity(customers.len());
     for customer in customers {
         let id: Arc<str> = Arc::from(customer.id.as_str());
@@ -80,7 +104,12 @@ pub fn routing_table(
         for d in &customer.destinations {
             let built = build(customer, d, registry, http)?;
             if !d.enabled {
-                tracing::info!(customer = &*customer.id, destination = &*d.name, kind = &*d.kind, "destination disabled");
+                tracing::info!(
+                    customer = &*customer.id,
+                    destination = &*d.name,
+                    kind = &*d.kind,
+                    "destination disabled"
+                );
                 continue;
             }
             let destination_id = DestinationId {
@@ -88,7 +117,12 @@ pub fn routing_table(
                 name: Arc::from(d.name.as_str()),
                 kind: Arc::from(d.kind.as_str()),
             };
-            let handle = deliver::spawn(destination_id, built.destination, d.delivery, dead_letters.clone());
+            let handle = deliver::spawn(
+                destination_id,
+                built.destination,
+                d.delivery,
+                dead_letters.clone(),
+            );
             targets.push(Target {
                 filter: d.filter.clone(),
                 handle,

@@ -25,7 +25,10 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", k.session_timeout_ms.to_string())
-        .set("heartbeat.interval.ms", (k.session_timeout_ms / 4).max(100).to_string());
+        .set(
+            "heartbeat.interval.ms",
+            (k.session_timeout_ms / 4).max(100).to_string(),
+        );
     apply(&mut c, &k.properties);
     apply(&mut c, &k.consumer_properties);
     c

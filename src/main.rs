@@ -14,7 +14,12 @@ use courier_connectors::Registry;
 #[command(name = "courier", version)]
 struct Cli {
     /// The configuration file.
-    #[arg(long, global = true, env = "COURIER_CONFIG", default_value = "config/courier.toml")]
+    #[arg(
+        long,
+        global = true,
+        env = "COURIER_CONFIG",
+        default_value = "config/courier.toml"
+    )]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -85,7 +90,11 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Config(ConfigCommand::Check) => {
             let settings = Settings::load(&cli.config, None)?;
-            let customers = customers::load_dir(&settings.customers_dir, &settings.delivery, &customers::process_env)?;
+            let customers = customers::load_dir(
+                &settings.customers_dir,
+                &settings.delivery,
+                &customers::process_env,
+            )?;
             let effective = destinations::effective(&customers, &Registry::builtin())?;
             let out = serde_json::json!({ "settings": settings, "customers": effective });
             println!("{}", serde_json::to_string_pretty(&out)?);
@@ -94,7 +103,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Offsets(OffsetsCommand::Show { json }) => {
             let settings = Settings::load(&cli.config, None)?;
-            let rows = offsets::show(&settings, &settings.kafka.topics).context("reading offsets")?;
+            let rows =
+                offsets::show(&settings, &settings.kafka.topics).context("reading offsets")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {
@@ -106,8 +116,13 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             for kind in Registry::builtin().kinds() {
                 println!("{}: {}", kind.kind(), kind.description());
                 for s in kind.settings_doc() {
-                    let default = s.default.map_or("required".to_string(), |d| format!("default {d}"));
-                    println!("  {:<12} {:<18} {:<16} {}", s.name, s.type_name, default, s.description);
+                    let default = s
+                        .default
+                        .map_or("required".to_string(), |d| format!("default {d}"));
+                    println!(
+                        "  {:<12} {:<18} {:<16} {}",
+                        s.name, s.type_name, default, s.description
+                    );
                 }
             }
             Ok(())

@@ -34,7 +34,9 @@ pub struct PartitionOffsets {
 
 /// Committed offsets, log start/end and lag for every partition of `topics`.
 pub fn show(settings: &Settings, topics: &[String]) -> anyhow::Result<Vec<PartitionOffsets>> {
-    let consumer: BaseConsumer = kafka::observer_config(settings).create().context("creating the consumer")?;
+    let consumer: BaseConsumer = kafka::observer_config(settings)
+        .create()
+        .context("creating the consumer")?;
     let mut tpl = TopicPartitionList::new();
     for topic in topics {
         let metadata = consumer
@@ -49,7 +51,9 @@ pub fn show(settings: &Settings, topics: &[String]) -> anyhow::Result<Vec<Partit
             }
         }
     }
-    let committed = consumer.committed_offsets(tpl, TIMEOUT).context("reading committed offsets")?;
+    let committed = consumer
+        .committed_offsets(tpl, TIMEOUT)
+        .context("reading committed offsets")?;
     let mut out = Vec::new();
     for e in committed.elements() {
         let (log_start, log_end) = consumer
@@ -75,7 +79,10 @@ pub fn show(settings: &Settings, topics: &[String]) -> anyhow::Result<Vec<Partit
 
 /// The offsets as an aligned table.
 pub fn table(rows: &[PartitionOffsets]) -> String {
-    let mut out = format!("{:<24} {:>9} {:>12} {:>12} {:>12} {:>10}\n", "topic", "partition", "committed", "log_start", "log_end", "lag");
+    let mut out = format!(
+        "{:<24} {:>9} {:>12} {:>12} {:>12} {:>10}\n",
+        "topic", "partition", "committed", "log_start", "log_end", "lag"
+    );
     for r in rows {
         let committed = r.committed.map_or("-".to_string(), |c| c.to_string());
         out.push_str(&format!(

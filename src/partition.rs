@@ -14,6 +14,7 @@
 //!   timeout for in-flight ones, and returns the final watermark for the caller to commit
 //!   synchronously. Whatever is not done by then is redelivered to the next owner.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,21 +64,33 @@ pub(crate) struct PartitionTask {
     partition: i32,
     env: Arc<PartitionEnv>,
     tracker: OffsetTracker,
-    last_committed: Option<i64>,
+    /// The last offset the broker confirmed (updated by the consumer's commit callback); a
+    /// watermark that differs is committed again on the next tick, so a commit that failed
+    /// during a rebalance is retried even when the watermark no longer moves.
+    confirmed: Arc<AtomicI64>,
     paused: bool,
     labels: [(&'static str, String); 2],
 }
 
 impl PartitionTask {
-    pub(crate) fn new(consumer: Arc<CourierConsumer>, topic: Arc<str>, partition: i32, env: Arc<PartitionEnv>) -> Self {
-        let labels = [("topic", topic.to_string()), ("partition", partition.to_string())];
+    pub(crate) fn new(
+        consumer: Arc<CourierConsumer>,
+        topic: Arc<str>,
+        partition: i32,
+        env: Arc<PartitionEnv>,
+        confirmed: Arc<AtomicI64>,
+    ) -> Self {
+        let labels = [
+            ("topic", topic.to_string()),
+            ("partition", partition.to_string()),
+        ];
         PartitionTask {
             consumer,
             topic,
             partition,
             env,
             tracker: OffsetTracker::new(),
-            last_committed: None,
+            confirmed,
             paused: false,
             labels,
         }
@@ -85,18 +98,29 @@ impl PartitionTask {
 
     /// Runs until `cancel`, then drains; returns the watermark to commit, if any message was
     /// done.
-    pub(crate) async fn run(mut self, mut queue: CourierPartitionQueue, cancel: CancellationToken) -> Option<i64> {
+    pub(crate) async fn run(
+        mut self,
+        mut queue: CourierPartitionQueue,
+        cancel: CancellationToken,
+    ) -> Option<i64> {
         let wake = Arc::new(Notify::new());
         let waker = wake.clone();
         queue.set_nonempty_callback(move || waker.notify_one());
         let (done_tx, mut done_rx) = unbounded_channel();
-        let mut commit_tick = tokio::time::interval(Duration::from_millis(self.env.limits.commit_interval_ms));
+        let mut commit_tick =
+            tokio::time::interval(Duration::from_millis(self.env.limits.commit_interval_ms));
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        tracing::info!(topic = &*self.topic, partition = self.partition, "partition started");
+        tracing::info!(
+            topic = &*self.topic,
+            partition = self.partition,
+            "partition started"
+        );
         'run: loop {
             let mut budget = POLL_BUDGET;
             while !self.paused && budget > 0 {
-                let Some(polled) = queue.poll(Duration::ZERO) else { break };
+                let Some(polled) = queue.poll(Duration::ZERO) else {
+                    break;
+                };
                 budget -= 1;
                 let inbound = match polled {
                     Ok(m) => Inbound {
@@ -138,7 +162,12 @@ impl PartitionTask {
     }
 
     /// Routes one message; returns false when cancelled mid-way (the message stays not done).
-    async fn dispatch(&mut self, msg: Inbound, done: &UnboundedSender<i64>, cancel: &CancellationToken) -> bool {
+    async fn dispatch(
+        &mut self,
+        msg: Inbound,
+        done: &UnboundedSender<i64>,
+        cancel: &CancellationToken,
+    ) -> bool {
         metrics::counter!("courier_consumed_messages_total").increment(1);
         metrics::counter!("courier_consumed_bytes_total").increment(msg.payload.len() as u64);
         self.tracker.track(msg.offset);
@@ -158,7 +187,13 @@ impl PartitionTask {
         };
         let customer = self.env.routes.load().customer(event.write_key()).cloned();
         let Some(customer) = customer else {
-            self.dead_letter(msg.payload, origin, Stage::Route, "unknown write key".into(), ack);
+            self.dead_letter(
+                msg.payload,
+                origin,
+                Stage::Route,
+                "unknown write key".into(),
+                ack,
+            );
             return true;
         };
         let event = Arc::new(event);
@@ -189,7 +224,14 @@ impl PartitionTask {
         true
     }
 
-    fn dead_letter(&self, payload: Bytes, origin: Arc<Origin>, stage: Stage, reason: String, ack: MessageAck) {
+    fn dead_letter(
+        &self,
+        payload: Bytes,
+        origin: Arc<Origin>,
+        stage: Stage,
+        reason: String,
+        ack: MessageAck,
+    ) {
         let dead_letters = self.env.dead_letters.clone();
         tokio::spawn(async move {
             let letter = DeadLetter {
@@ -212,8 +254,11 @@ impl PartitionTask {
         while let Ok(offset) = done_rx.try_recv() {
             self.tracker.complete(offset);
         }
-        metrics::gauge!("courier_partition_in_flight_messages", &self.labels).set(self.tracker.in_flight() as f64);
-        if self.paused && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2 {
+        metrics::gauge!("courier_partition_in_flight_messages", &self.labels)
+            .set(self.tracker.in_flight() as f64);
+        if self.paused
+            && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2
+        {
             self.set_paused(false);
         }
     }
@@ -229,7 +274,13 @@ impl PartitionTask {
         match result {
             Ok(()) => {
                 self.paused = paused;
-                tracing::debug!(topic = &*self.topic, partition = self.partition, paused, in_flight = self.tracker.in_flight(), "backpressure");
+                tracing::debug!(
+                    topic = &*self.topic,
+                    partition = self.partition,
+                    paused,
+                    in_flight = self.tracker.in_flight(),
+                    "backpressure"
+                );
             }
             // Not pausing only means librdkafka keeps its bounded prefetch; we still stop polling.
             Err(err) => {
@@ -239,19 +290,23 @@ impl PartitionTask {
         }
     }
 
-    /// Commits the watermark asynchronously if it moved since the last commit.
+    /// Commits the watermark asynchronously unless the broker already confirmed it.
     fn commit(&mut self) {
-        let Some(watermark) = self.tracker.watermark() else { return };
-        if self.last_committed == Some(watermark) {
+        let Some(watermark) = self.tracker.watermark() else {
+            return;
+        };
+        if self.confirmed.load(Ordering::Acquire) == watermark {
             return;
         }
         let mut tpl = TopicPartitionList::with_capacity(1);
-        if tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark)).is_err() {
+        if tpl
+            .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
+            .is_err()
+        {
             return;
         }
-        match self.consumer.commit(&tpl, CommitMode::Async) {
-            Ok(()) => self.last_committed = Some(watermark),
-            Err(err) => tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "commit failed"),
+        if let Err(err) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "commit failed");
         }
     }
 

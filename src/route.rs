@@ -26,7 +26,11 @@ pub struct EventFilter {
 
 impl EventFilter {
     /// A filter from its three lists (`None`: no restriction).
-    pub fn new(types: Option<Vec<EventType>>, allow: Option<Vec<String>>, deny: Vec<String>) -> Self {
+    pub fn new(
+        types: Option<Vec<EventType>>,
+        allow: Option<Vec<String>>,
+        deny: Vec<String>,
+    ) -> Self {
         EventFilter {
             types: types.map(|t| t.into_iter().collect()),
             allow: allow.map(|a| a.into_iter().collect()),
@@ -124,7 +128,8 @@ mod tests {
             (_, Some(n)) => format!(r#","name":"{n}""#),
             _ => String::new(),
         };
-        let raw = format!(r#"{{"type":"{kind}","messageId":"m","writeKey":"k","userId":"u"{name}}}"#);
+        let raw =
+            format!(r#"{{"type":"{kind}","messageId":"m","writeKey":"k","userId":"u"{name}}}"#);
         Event::parse(Bytes::from(raw), 4096).unwrap()
     }
 
@@ -141,7 +146,10 @@ mod tests {
         let allow = EventFilter::new(None, Some(vec!["Order Completed".into()]), vec![]);
         assert!(allow.accepts(&event("track", Some("Order Completed"))));
         assert!(!allow.accepts(&event("track", Some("Signed Up"))));
-        assert!(allow.accepts(&event("identify", None)), "unnamed events pass name lists");
+        assert!(
+            allow.accepts(&event("identify", None)),
+            "unnamed events pass name lists"
+        );
         assert!(!allow.accepts(&event("page", Some("Pricing"))));
     }
 }

@@ -209,10 +209,22 @@ fn is_sensitive(key: &str) -> bool {
         && !key.ends_with(".location")
 }
 
-fn redact_sensitive<S: Serializer>(map: &BTreeMap<String, String>, s: S) -> Result<S::Ok, S::Error> {
+fn redact_sensitive<S: Serializer>(
+    map: &BTreeMap<String, String>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     let redacted: BTreeMap<&str, &str> = map
         .iter()
-        .map(|(k, v)| (k.as_str(), if is_sensitive(k) { "<redacted>" } else { v.as_str() }))
+        .map(|(k, v)| {
+            (
+                k.as_str(),
+                if is_sensitive(k) {
+                    "<redacted>"
+                } else {
+                    v.as_str()
+                },
+            )
+        })
         .collect();
     redacted.serialize(s)
 }
@@ -249,7 +261,10 @@ pub enum SettingsError {
 impl Settings {
     /// Loads the file at `path`, then the `COURIER__` environment variables of `env` (the
     /// process environment when `None`), and validates the result.
-    pub fn load(path: &Path, env: Option<config::Map<String, String>>) -> Result<Settings, SettingsError> {
+    pub fn load(
+        path: &Path,
+        env: Option<config::Map<String, String>>,
+    ) -> Result<Settings, SettingsError> {
         let load_error = |message: String| SettingsError::Load {
             path: path.to_owned(),
             message,
@@ -269,17 +284,18 @@ impl Settings {
             .add_source(environment)
             .build()
             .map_err(|e| load_error(e.to_string()))?;
-        let mut settings: Settings = serde_path_to_error::deserialize(layered).map_err(|e| {
-            load_error(format!("{}: {}", e.path(), e.inner()))
-        })?;
+        let mut settings: Settings = serde_path_to_error::deserialize(layered)
+            .map_err(|e| load_error(format!("{}: {}", e.path(), e.inner())))?;
         if settings.customers_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             settings.customers_dir = base.join(&settings.customers_dir);
         }
-        settings.validate().map_err(|message| SettingsError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        settings
+            .validate()
+            .map_err(|message| SettingsError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(settings)
     }
 
@@ -300,7 +316,10 @@ impl Settings {
             ("consumer_properties", &k.consumer_properties),
             ("producer_properties", &k.producer_properties),
         ] {
-            if let Some(key) = props.keys().find(|key| RESERVED_PROPERTIES.contains(&key.as_str())) {
+            if let Some(key) = props
+                .keys()
+                .find(|key| RESERVED_PROPERTIES.contains(&key.as_str()))
+            {
                 return Err(format!(
                     "kafka.{section}.{key:?} is set by courier itself (offsets are committed only after delivery); remove it"
                 ));
@@ -311,7 +330,9 @@ impl Settings {
             return Err("consumer.max_in_flight_per_partition must be above 0".into());
         }
         if c.commit_interval_ms == 0 || c.max_message_bytes == 0 {
-            return Err("consumer.commit_interval_ms and consumer.max_message_bytes must be above 0".into());
+            return Err(
+                "consumer.commit_interval_ms and consumer.max_message_bytes must be above 0".into(),
+            );
         }
         if c.drain_timeout_ms >= k.session_timeout_ms {
             return Err(format!(
@@ -319,8 +340,14 @@ impl Settings {
                 c.drain_timeout_ms, k.session_timeout_ms
             ));
         }
-        if let Some(poll) = k.consumer_properties.get("max.poll.interval.ms").or(k.properties.get("max.poll.interval.ms")) {
-            let poll: u64 = poll.parse().map_err(|_| format!("max.poll.interval.ms {poll:?} is not a number"))?;
+        if let Some(poll) = k
+            .consumer_properties
+            .get("max.poll.interval.ms")
+            .or(k.properties.get("max.poll.interval.ms"))
+        {
+            let poll: u64 = poll
+                .parse()
+                .map_err(|_| format!("max.poll.interval.ms {poll:?} is not a number"))?;
             if c.drain_timeout_ms >= poll {
                 return Err(format!(
                     "consumer.drain_timeout_ms ({}) must be below max.poll.interval.ms ({poll})",
@@ -328,7 +355,12 @@ impl Settings {
                 ));
             }
         }
-        if self.dead_letter.topic.as_deref().is_some_and(|t| k.topics.iter().any(|s| s == t)) {
+        if self
+            .dead_letter
+            .topic
+            .as_deref()
+            .is_some_and(|t| k.topics.iter().any(|s| s == t))
+        {
             return Err("dead_letter.topic must not be one of kafka.topics".into());
         }
         self.delivery.validate("delivery")
@@ -363,8 +395,14 @@ topics = ["events"]
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), BASE);
         let env = config::Map::from([
-            ("COURIER__KAFKA__BROKERS".to_string(), "b1:9092,b2:9092".to_string()),
-            ("COURIER__DELIVERY__CONCURRENCY".to_string(), "9".to_string()),
+            (
+                "COURIER__KAFKA__BROKERS".to_string(),
+                "b1:9092,b2:9092".to_string(),
+            ),
+            (
+                "COURIER__DELIVERY__CONCURRENCY".to_string(),
+                "9".to_string(),
+            ),
             ("COURIER__KAFKA__TOPICS".to_string(), "a,b".to_string()),
         ]);
         let s = Settings::load(&path, Some(env)).unwrap();
@@ -378,16 +416,31 @@ topics = ["events"]
     #[test]
     fn errors_name_the_file_and_field() {
         let dir = tempfile::tempdir().unwrap();
-        let path = write(dir.path(), &format!("{BASE}\n[consumer]\ndrain_timeout_ms = 20000\n"));
-        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
-        assert!(err.contains("courier.toml") && err.contains("consumer.drain_timeout_ms"), "{err}");
+        let path = write(
+            dir.path(),
+            &format!("{BASE}\n[consumer]\ndrain_timeout_ms = 20000\n"),
+        );
+        let err = Settings::load(&path, Some(config::Map::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("courier.toml") && err.contains("consumer.drain_timeout_ms"),
+            "{err}"
+        );
 
         let path = write(dir.path(), &format!("{BASE}\n[delivery]\nconcurency = 3\n"));
-        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
+        let err = Settings::load(&path, Some(config::Map::new()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("concurency"), "{err}");
 
-        let path = write(dir.path(), &format!("{BASE}\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n"));
-        let err = Settings::load(&path, Some(config::Map::new())).unwrap_err().to_string();
+        let path = write(
+            dir.path(),
+            &format!("{BASE}\n[kafka.properties]\n\"enable.auto.commit\" = \"true\"\n"),
+        );
+        let err = Settings::load(&path, Some(config::Map::new()))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("enable.auto.commit"), "{err}");
     }
 

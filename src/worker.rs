@@ -25,7 +25,11 @@ use crate::settings::Settings;
 
 /// Runs a worker until `shutdown` fires and the worker has drained and left the group.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let customers = customers::load_dir(&settings.customers_dir, &settings.delivery, &customers::process_env)?;
+    let customers = customers::load_dir(
+        &settings.customers_dir,
+        &settings.delivery,
+        &customers::process_env,
+    )?;
     let registry = Registry::builtin();
     let dead_letters = match &settings.dead_letter.topic {
         Some(topic) => {
@@ -35,11 +39,18 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             DeadLetters::new(producer, topic.clone())
         }
         None => {
-            tracing::warn!("no dead_letter.topic: a message that cannot be delivered holds its partition");
+            tracing::warn!(
+                "no dead_letter.topic: a message that cannot be delivered holds its partition"
+            );
             DeadLetters::disabled()
         }
     };
-    let table = destinations::routing_table(&customers, &registry, &destinations::http_client(), &dead_letters)?;
+    let table = destinations::routing_table(
+        &customers,
+        &registry,
+        &destinations::http_client(),
+        &dead_letters,
+    )?;
     let routes = Arc::new(ArcSwap::from_pointee(table));
     let env = Arc::new(PartitionEnv {
         routes,

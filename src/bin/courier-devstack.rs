@@ -83,9 +83,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(
-        std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-    )).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        ))
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(execute(cli.command)) {
@@ -109,10 +112,15 @@ async fn until_signal() -> anyhow::Result<()> {
 
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Broker { topics, bootstrap_file } => {
+        Command::Broker {
+            topics,
+            bootstrap_file,
+        } => {
             let mut specs = Vec::new();
             for t in &topics {
-                let (name, partitions) = t.rsplit_once(':').context("--topic takes name:partitions")?;
+                let (name, partitions) = t
+                    .rsplit_once(':')
+                    .context("--topic takes name:partitions")?;
                 specs.push((name, partitions.parse::<i32>().context("partition count")?));
             }
             let broker = LocalBroker::start(&specs)?;
@@ -126,27 +134,41 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let _ = std::fs::remove_file(&bootstrap_file);
             Ok(())
         }
-        Command::Receive { listen, out_dir, secrets } => {
+        Command::Receive {
+            listen,
+            out_dir,
+            secrets,
+        } => {
             if let Some(dir) = &out_dir {
                 std::fs::create_dir_all(dir)?;
             }
             let receiver = Receiver::start(&listen, out_dir).await?;
             for s in secrets {
                 let (path, var) = s.split_once('=').context("--secret takes path=ENV_VAR")?;
-                let secret = std::env::var(var).with_context(|| format!("environment variable {var} is not set"))?;
+                let secret = std::env::var(var)
+                    .with_context(|| format!("environment variable {var} is not set"))?;
                 receiver.expect_signature(path, secret.as_bytes());
             }
             println!("receiver listening on {}", receiver.url(""));
             until_signal().await
         }
-        Command::Produce { brokers, topic, write_keys, count, bad_input } => {
+        Command::Produce {
+            brokers,
+            topic,
+            write_keys,
+            count,
+            bad_input,
+        } => {
             let producer = produce::producer(&brokers)?;
             let started = Instant::now();
             let keys = &write_keys;
             let records = (0..count).map(|n| {
                 let write_key = &keys[(n % keys.len() as u64) as usize];
                 let event = sample::event(write_key, &format!("demo-{write_key}"), n);
-                let key = event["userId"].as_str().or(event["anonymousId"].as_str()).map(|k| k.as_bytes().to_vec());
+                let key = event["userId"]
+                    .as_str()
+                    .or(event["anonymousId"].as_str())
+                    .map(|k| k.as_bytes().to_vec());
                 (key, serde_json::to_vec(&event).expect("json"))
             });
             let mut produced = produce::produce_all(&producer, &topic, records).await?;
@@ -160,28 +182,52 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 ];
                 produced += produce::produce_all(&producer, &topic, bad).await?;
             }
-            println!("produced {produced} messages to {topic} in {:.2}s", started.elapsed().as_secs_f64());
+            println!(
+                "produced {produced} messages to {topic} in {:.2}s",
+                started.elapsed().as_secs_f64()
+            );
             Ok(())
         }
-        Command::WaitCommitted { config, timeout_secs } => {
+        Command::WaitCommitted {
+            config,
+            timeout_secs,
+        } => {
             let settings = Settings::load(&config, None)?;
             let started = Instant::now();
             loop {
-                let rows = tokio::task::block_in_place(|| offsets::show(&settings, &settings.kafka.topics))?;
+                let rows = tokio::task::block_in_place(|| {
+                    offsets::show(&settings, &settings.kafka.topics)
+                })?;
                 let lag: i64 = rows.iter().map(|r| r.lag).sum();
-                if lag == 0 && rows.iter().all(|r| r.committed.is_some() || r.log_end == r.log_start) {
-                    println!("all partitions committed to their end after {:.2}s", started.elapsed().as_secs_f64());
+                if lag == 0
+                    && rows
+                        .iter()
+                        .all(|r| r.committed.is_some() || r.log_end == r.log_start)
+                {
+                    println!(
+                        "all partitions committed to their end after {:.2}s",
+                        started.elapsed().as_secs_f64()
+                    );
                     return Ok(());
                 }
-                anyhow::ensure!(started.elapsed() < Duration::from_secs(timeout_secs), "still {lag} messages behind after {timeout_secs}s");
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(timeout_secs),
+                    "still {lag} messages behind after {timeout_secs}s"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
         Command::DeadLetters { brokers, topic } => {
-            let records = tokio::task::block_in_place(|| produce::read_topic(&brokers, &topic, Duration::from_secs(30)))?;
+            let records = tokio::task::block_in_place(|| {
+                produce::read_topic(&brokers, &topic, Duration::from_secs(30))
+            })?;
             let mut counts = std::collections::BTreeMap::new();
             for r in &records {
-                let key = format!("{} | {}", r.header("courier.stage").unwrap_or("?"), r.header("courier.reason").unwrap_or("?"));
+                let key = format!(
+                    "{} | {}",
+                    r.header("courier.stage").unwrap_or("?"),
+                    r.header("courier.reason").unwrap_or("?")
+                );
                 *counts.entry(key).or_insert(0u64) += 1;
             }
             println!("{} dead letters in {topic}", records.len());

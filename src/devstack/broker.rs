@@ -16,7 +16,9 @@ pub struct LocalBroker {
 
 impl std::fmt::Debug for LocalBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalBroker").field("bootstrap", &self.bootstrap_servers()).finish()
+        f.debug_struct("LocalBroker")
+            .field("bootstrap", &self.bootstrap_servers())
+            .finish()
     }
 }
 

@@ -42,7 +42,10 @@ pub async fn produce_all(
                 Err((err, back)) => {
                     if pending.len() > 10_000 {
                         for d in pending.drain(..) {
-                            d.await.context("producer dropped")?.map_err(|(e, _)| e).context("produce failed")?;
+                            d.await
+                                .context("producer dropped")?
+                                .map_err(|(e, _)| e)
+                                .context("produce failed")?;
                         }
                     } else {
                         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -55,7 +58,10 @@ pub async fn produce_all(
     }
     let count = pending.len();
     for result in futures::future::join_all(pending).await {
-        result.context("producer dropped")?.map_err(|(e, _)| e).context("produce failed")?;
+        result
+            .context("producer dropped")?
+            .map_err(|(e, _)| e)
+            .context("produce failed")?;
     }
     Ok(count)
 }
@@ -78,7 +84,10 @@ pub struct Record {
 impl Record {
     /// The value of header `name`.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -111,13 +120,20 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Resu
     let deadline = Instant::now() + timeout;
     while !remaining.is_empty() {
         anyhow::ensure!(Instant::now() < deadline, "timed out reading {topic}");
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else { continue };
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
         let m = m?;
         let headers = m
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned()))
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -128,7 +144,10 @@ pub fn read_topic(brokers: &str, topic: &str, timeout: Duration) -> anyhow::Resu
             payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
             headers,
         });
-        if remaining.get(&m.partition()).is_some_and(|&end| m.offset() + 1 >= end) {
+        if remaining
+            .get(&m.partition())
+            .is_some_and(|&end| m.offset() + 1 >= end)
+        {
             remaining.remove(&m.partition());
         }
     }

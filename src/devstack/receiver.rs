@@ -2,7 +2,7 @@
 //!
 //! Every `POST /<path>` is one destination. The receiver records the events of each accepted
 //! request (a JSON array or a single object), verifies `X-Courier-Signature` on paths that
-//! have a secret (a bad signature is answered 401 and counted), and answers with the status a
+//! have a secret (a bad signature is answered 401 and counted), and answers, after an optional delay, with the status a
 //! test set for the path (no events are recorded for a non-2xx answer). `GET /_summary` returns
 //! per-path counts as JSON. With an output directory it also appends each event as a line to
 //! `<dir>/<path with / as _>.ndjson`.
@@ -39,6 +39,7 @@ struct PathState {
     events: Vec<serde_json::Value>,
     status: Option<StatusCode>,
     secret: Option<Vec<u8>>,
+    delay: Duration,
 }
 
 #[derive(Default)]
@@ -56,7 +57,9 @@ pub struct Receiver {
 
 impl std::fmt::Debug for Receiver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Receiver").field("addr", &self.addr).finish()
+        f.debug_struct("Receiver")
+            .field("addr", &self.addr)
+            .finish()
     }
 }
 
@@ -102,6 +105,11 @@ impl Receiver {
         self.with(path, |p| p.status = status);
     }
 
+    /// Waits `delay` before answering each request on `path`, like a slow destination.
+    pub fn delay(&self, path: &str, delay: Duration) {
+        self.with(path, |p| p.delay = delay);
+    }
+
     /// The events accepted on `path`, in arrival order.
     pub fn events(&self, path: &str) -> Vec<serde_json::Value> {
         self.with(path, |p| p.events.clone())
@@ -125,7 +133,12 @@ impl Receiver {
 
 async fn summary(State(shared): State<Arc<Shared>>) -> Json<HashMap<String, PathStats>> {
     let paths = shared.paths.lock().unwrap_or_else(|e| e.into_inner());
-    Json(paths.iter().map(|(k, v)| (k.clone(), v.stats.clone())).collect())
+    Json(
+        paths
+            .iter()
+            .map(|(k, v)| (k.clone(), v.stats.clone()))
+            .collect(),
+    )
 }
 
 async fn receive(
@@ -134,6 +147,14 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> (StatusCode, &'static str) {
+    let delay = shared
+        .paths
+        .lock()
+        .map(|p| p.get(&path).map(|s| s.delay).unwrap_or_default())
+        .unwrap_or_default();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let mut paths = shared.paths.lock().unwrap_or_else(|e| e.into_inner());
     let state = paths.entry(path.clone()).or_default();
     state.stats.requests += 1;
@@ -143,8 +164,14 @@ async fn receive(
         }
     }
     if let Some(secret) = &state.secret {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        let header = headers.get(signature::HEADER).and_then(|h| h.to_str().ok()).unwrap_or("");
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let header = headers
+            .get(signature::HEADER)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
         if signature::verify(secret, header, &body, now, Duration::from_secs(300)).is_err() {
             state.stats.bad_signatures += 1;
             return (StatusCode::UNAUTHORIZED, "{\"error\":\"bad signature\"}");
@@ -153,18 +180,27 @@ async fn receive(
     let events = match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(serde_json::Value::Array(items)) => items,
         Ok(object @ serde_json::Value::Object(_)) => vec![object],
-        _ => return (StatusCode::BAD_REQUEST, "{\"error\":\"body is not a json array or object\"}"),
+        _ => {
+            return (
+                StatusCode::BAD_REQUEST,
+                "{\"error\":\"body is not a json array or object\"}",
+            )
+        }
     };
     if let Some(dir) = &shared.out_dir {
         let file = dir.join(format!("{}.ndjson", path.replace('/', "_")));
-        let written = std::fs::OpenOptions::new().create(true).append(true).open(&file).and_then(|mut f| {
-            let mut buf = Vec::new();
-            for e in &events {
-                serde_json::to_writer(&mut buf, e)?;
-                buf.push(b'\n');
-            }
-            f.write_all(&buf)
-        });
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+            .and_then(|mut f| {
+                let mut buf = Vec::new();
+                for e in &events {
+                    serde_json::to_writer(&mut buf, e)?;
+                    buf.push(b'\n');
+                }
+                f.write_all(&buf)
+            });
         if let Err(err) = written {
             tracing::error!(error = %err, file = %file.display(), "cannot write received events");
             return (StatusCode::INTERNAL_SERVER_ERROR, "{\"error\":\"storage\"}");

@@ -55,5 +55,8 @@ pub fn event(write_key: &str, prefix: &str, n: u64) -> serde_json::Value {
 
 /// The name a sample event's `type` and name fields give it, for filter expectations.
 pub fn name_of(event: &serde_json::Value) -> Option<&str> {
-    event.get("event").or_else(|| event.get("name")).and_then(|v| v.as_str())
+    event
+        .get("event")
+        .or_else(|| event.get("name"))
+        .and_then(|v| v.as_str())
 }

@@ -1,0 +1,82 @@
+//! Offsets are committed only after delivery: a failing destination holds the watermark.
+
+use std::time::Duration;
+
+use crate::support::{customer, eventually, ids, until_fully_committed, Spec, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commit_waits_for_delivery_while_a_destination_answers_503() {
+    let stack = Stack::start(Spec {
+        partitions: 1,
+        dead_letter: true,
+        customers: vec![(
+            "acme.toml",
+            customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
+        )],
+        extra: "",
+    })
+    .await;
+    let first = stack.produce_events("wk_acme", "acme", 0..100).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
+    assert_eq!(stack.offsets()[0].committed, Some(100));
+
+    stack.receiver.answer("acme/hook", Some(503));
+    let second = stack.produce_events("wk_acme", "acme", 100..200).await;
+    eventually(
+        Duration::from_secs(30),
+        "the destination to be retried",
+        || stack.receiver.stats("acme/hook").requests >= 5,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held = stack.offsets()[0].committed;
+    assert_eq!(
+        held,
+        Some(100),
+        "the committed offset stays at the first undelivered event"
+    );
+
+    stack.receiver.answer("acme/hook", None);
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
+    assert_eq!(stack.offsets()[0].committed, Some(200));
+    let mut all = ids(&first);
+    all.extend(ids(&second));
+    assert_eq!(stack.receiver.message_ids("acme/hook"), all);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_dead_letter_topic_a_rejected_event_holds_its_partition() {
+    let stack = Stack::start(Spec {
+        partitions: 1,
+        dead_letter: false,
+        customers: vec![(
+            "acme.toml",
+            customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
+        )],
+        extra: "",
+    })
+    .await;
+    stack.produce_events("wk_acme", "acme", 0..50).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
+
+    stack.receiver.answer("acme/hook", Some(400));
+    stack.produce_events("wk_acme", "acme", 50..60).await;
+    eventually(
+        Duration::from_secs(30),
+        "the rejection to be logged",
+        || {
+            worker
+                .log_text()
+                .contains("no dead-letter topic is configured")
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        stack.offsets()[0].committed,
+        Some(50),
+        "the rejected events are held, not committed"
+    );
+}

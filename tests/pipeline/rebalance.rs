@@ -1,0 +1,85 @@
+//! Two workers share the group: one joins late, the other leaves on SIGTERM mid-stream.
+//! Nothing is lost and the leaving worker exits cleanly within its drain timeout.
+
+use std::time::{Duration, Instant};
+
+use courier::devstack::produce;
+
+use crate::support::{
+    customer, eventually, ids, records, sample_events, until_fully_committed, Spec, Stack, TOPIC,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_join_and_sigterm_lose_nothing() {
+    let stack = Stack::start(Spec {
+        partitions: 6,
+        dead_letter: true,
+        customers: vec![(
+            "acme.toml",
+            customer(
+                "acme",
+                "wk_acme",
+                &[("hook", "acme/hook", "delivery = { batch_max_events = 20 }")],
+            ),
+        )],
+        extra: "",
+    })
+    .await;
+    // A slow destination (about 1,600 events/s) keeps the stream going while workers come and go.
+    stack.receiver.delay("acme/hook", Duration::from_millis(50));
+    let events = sample_events("wk_acme", "acme", 0..20_000);
+    stack.produce_raw(records(&events[..6_000])).await;
+    let mut early = stack.worker("early");
+    eventually(
+        Duration::from_secs(60),
+        "the first worker to deliver",
+        || stack.receiver.stats("acme/hook").events >= 1_000,
+    )
+    .await;
+
+    let producer = stack.producer();
+    let rest = records(&events[6_000..]);
+    let producing = tokio::spawn(async move { produce::produce_all(&producer, TOPIC, rest).await });
+    let late = stack.worker("late");
+    eventually(
+        Duration::from_secs(60),
+        "the late worker to take partitions",
+        || late.log_text().contains("partition started"),
+    )
+    .await;
+
+    let delivered = stack.receiver.message_ids("acme/hook").len();
+    assert!(delivered < events.len(), "SIGTERM comes mid-stream");
+    let sent = Instant::now();
+    early.signal("TERM");
+    let status = early
+        .wait(Duration::from_secs(10))
+        .expect("the worker exits after SIGTERM");
+    let took = sent.elapsed();
+    assert!(
+        status.success(),
+        "clean exit, got {status:?}\n{}",
+        early.log_text()
+    );
+    // Drain timeout 2 s, plus the poll interval, the final commit and leaving the group.
+    assert!(
+        took < Duration::from_secs(4),
+        "exited in {took:?}, past its 2 s drain timeout"
+    );
+    let log = early.log_text();
+    assert!(
+        log.contains("committed on release") && log.contains("worker stopped"),
+        "{log}"
+    );
+
+    producing.await.unwrap().unwrap();
+    until_fully_committed(&stack, &[&early, &late], Duration::from_secs(120)).await;
+    let got = stack.receiver.message_ids("acme/hook");
+    let all = ids(&events);
+    let missing: Vec<_> = all.difference(&got).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "missing {} events, e.g. {missing:?}",
+        all.difference(&got).count()
+    );
+}

@@ -1,0 +1,293 @@
+//! The test harness: `Stack::start` brings up a broker, a receiver and a configuration;
+//! `Stack::worker` starts a `courier run` process against them.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use courier::devstack::broker::LocalBroker;
+use courier::devstack::produce::{self, Record};
+use courier::devstack::receiver::Receiver;
+use courier::devstack::sample;
+use courier::offsets::{self, PartitionOffsets};
+use courier::settings::Settings;
+
+pub const TOPIC: &str = "events";
+pub const DEAD_LETTER_TOPIC: &str = "dead-letters";
+pub const SECRET_VAR: &str = "COURIER_TEST_WEBHOOK_SECRET";
+pub const SECRET: &str = "test-s3cret";
+
+/// What a test needs from its stack.
+pub struct Spec {
+    pub partitions: i32,
+    pub dead_letter: bool,
+    /// Customer files: (file name, TOML). `{receiver}` is replaced by the receiver's base URL.
+    pub customers: Vec<(&'static str, String)>,
+    /// Extra lines appended to `courier.toml`.
+    pub extra: &'static str,
+}
+
+pub struct Stack {
+    pub broker: LocalBroker,
+    pub receiver: Receiver,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    producer: rdkafka::producer::FutureProducer,
+}
+
+impl Stack {
+    pub async fn start(spec: Spec) -> Stack {
+        let mut topics = vec![(TOPIC, spec.partitions)];
+        if spec.dead_letter {
+            topics.push((DEAD_LETTER_TOPIC, 1));
+        }
+        let broker = LocalBroker::start(&topics).expect("broker");
+        let receiver = Receiver::start("127.0.0.1:0", None)
+            .await
+            .expect("receiver");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let customers = dir.path().join("customers");
+        std::fs::create_dir(&customers).unwrap();
+        let base = receiver.url("");
+        let base = base.trim_end_matches('/');
+        for (name, body) in &spec.customers {
+            std::fs::write(customers.join(name), body.replace("{receiver}", base)).unwrap();
+        }
+        let dead_letter = if spec.dead_letter {
+            format!("[dead_letter]\ntopic = \"{DEAD_LETTER_TOPIC}\"\n")
+        } else {
+            String::new()
+        };
+        let config = dir.path().join("courier.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"customers_dir = "customers"
+[kafka]
+brokers = "{brokers}"
+group_id = "courier-test"
+topics = ["{TOPIC}"]
+session_timeout_ms = 6000
+[consumer]
+drain_timeout_ms = 2000
+commit_interval_ms = 200
+max_message_bytes = 4096
+[delivery]
+batch_max_events = 200
+batch_max_age_ms = 50
+retry_initial_backoff_ms = 50
+retry_max_backoff_ms = 500
+[log]
+format = "json"
+level = "info,librdkafka=warn"
+{dead_letter}
+{extra}"#,
+                brokers = broker.bootstrap_servers(),
+                extra = spec.extra,
+            ),
+        )
+        .unwrap();
+        let producer = produce::producer(&broker.bootstrap_servers()).unwrap();
+        Stack {
+            broker,
+            receiver,
+            dir,
+            config,
+            producer,
+        }
+    }
+
+    /// A producer for producing from another task while the test watches.
+    pub fn producer(&self) -> rdkafka::producer::FutureProducer {
+        self.producer.clone()
+    }
+
+    pub fn brokers(&self) -> String {
+        self.broker.bootstrap_servers()
+    }
+
+    /// Starts a worker process; `name` labels its log file.
+    pub fn worker(&self, name: &str) -> Worker {
+        let log = self.dir.path().join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_courier"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env(SECRET_VAR, SECRET)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("spawn courier");
+        Worker { child, log }
+    }
+
+    /// Produces raw records and waits for the broker's acknowledgement.
+    pub async fn produce_raw(&self, records: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
+        produce::produce_all(&self.producer, TOPIC, records)
+            .await
+            .expect("produce");
+    }
+
+    /// Produces sample events `range` for `write_key` (message ids `<prefix>-<n>`), keyed by
+    /// user; returns them.
+    pub async fn produce_events(
+        &self,
+        write_key: &str,
+        prefix: &str,
+        range: std::ops::Range<u64>,
+    ) -> Vec<serde_json::Value> {
+        let events = sample_events(write_key, prefix, range);
+        self.produce_raw(records(&events)).await;
+        events
+    }
+
+    fn settings(&self) -> Settings {
+        Settings::load(&self.config, Some(config::Map::new())).expect("settings")
+    }
+
+    /// Committed offset, log end and lag per partition of the test topic.
+    pub fn offsets(&self) -> Vec<PartitionOffsets> {
+        let settings = self.settings();
+        offsets::show(&settings, &settings.kafka.topics).expect("offsets")
+    }
+
+    /// Whether the group committed every partition to its end.
+    pub fn fully_committed(&self) -> bool {
+        self.offsets()
+            .iter()
+            .all(|p| p.committed == Some(p.log_end) || p.log_end == 0)
+    }
+
+    /// Every record of the dead-letter topic.
+    pub fn dead_letters(&self) -> Vec<Record> {
+        produce::read_topic(&self.brokers(), DEAD_LETTER_TOPIC, Duration::from_secs(20))
+            .expect("read dead letters")
+    }
+}
+
+pub struct Worker {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Worker {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args(["-s", signal, &self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -s {signal}");
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds; panics with `what` after `timeout`.
+pub async fn eventually(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until every partition is committed to its end, printing worker logs on failure.
+pub async fn until_fully_committed(stack: &Stack, workers: &[&Worker], timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while !stack.fully_committed() {
+        if Instant::now() > deadline {
+            for w in workers {
+                eprintln!("--- {} ---\n{}", w.log.display(), tail(&w.log_text(), 40));
+            }
+            panic!(
+                "offsets not fully committed after {timeout:?}: {:?}",
+                stack.offsets()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Sample events `range` for `write_key`.
+pub fn sample_events(
+    write_key: &str,
+    prefix: &str,
+    range: std::ops::Range<u64>,
+) -> Vec<serde_json::Value> {
+    range.map(|n| sample::event(write_key, prefix, n)).collect()
+}
+
+/// Events as Kafka records keyed by user, as analytics pipelines key them.
+pub fn records(events: &[serde_json::Value]) -> Vec<(Option<Vec<u8>>, Vec<u8>)> {
+    events
+        .iter()
+        .map(|e| {
+            let key = e["userId"]
+                .as_str()
+                .or(e["anonymousId"].as_str())
+                .map(|k| k.as_bytes().to_vec());
+            (key, serde_json::to_vec(e).unwrap())
+        })
+        .collect()
+}
+
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+pub fn ids(events: &[serde_json::Value]) -> HashSet<String> {
+    events
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A customer file with one signed webhook per `(name, path, extra)` destination.
+pub fn customer(id: &str, write_key: &str, destinations: &[(&str, &str, &str)]) -> String {
+    let mut out = format!("id = \"{id}\"\nwrite_keys = [\"{write_key}\"]\n");
+    for (name, path, extra) in destinations {
+        out.push_str(&format!(
+            "\n[destinations.{name}]\nkind = \"webhook\"\nenabled = true\n{extra}\n[destinations.{name}.settings]\nurl = \"{{receiver}}/{path}\"\nsecret = \"${{{SECRET_VAR}}}\"\n"
+        ));
+    }
+    out
+}
