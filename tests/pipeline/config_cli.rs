@@ -66,7 +66,8 @@ fn prints_the_effective_configuration_without_secrets() {
 fn errors_name_the_file_and_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let secret = [("ACME_SECRET", "s")];
-    let cases: [(String, &[(&str, &str)], Vec<&str>); 4] = [
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(String, Env<'_>, Vec<&str>); 4] = [
         (
             ACME.replace("url =", "urll ="),
             &secret,
