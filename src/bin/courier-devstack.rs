@@ -26,8 +26,15 @@ enum Command {
     /// Run a Kafka-protocol broker on loopback until SIGTERM or SIGINT.
     Broker {
         /// A topic to create, as `name:partitions` (repeatable).
-        #[arg(long = "topic", required = true)]
+        #[arg(long = "topic")]
         topics: Vec<String>,
+        /// Also create the topics a worker configuration names (`kafka.topics` with
+        /// `--partitions` each, and the dead-letter topic with one partition).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Partition count for the topics taken from `--config`.
+        #[arg(long, default_value_t = 8)]
+        partitions: i32,
         /// Where to write the bootstrap servers once the broker listens.
         #[arg(long)]
         bootstrap_file: PathBuf,
@@ -70,6 +77,12 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout_secs: u64,
+    },
+    /// Print what a running receiver has accepted, per path; fails if any signature was bad.
+    Received {
+        /// The receiver's address.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        receiver: String,
     },
     /// Summarise a dead-letter topic: count per stage and reason.
     DeadLetters {
@@ -114,15 +127,33 @@ async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Broker {
             topics,
+            config,
+            partitions,
             bootstrap_file,
         } => {
-            let mut specs = Vec::new();
+            let mut specs: Vec<(String, i32)> = Vec::new();
             for t in &topics {
-                let (name, partitions) = t
+                let (name, count) = t
                     .rsplit_once(':')
                     .context("--topic takes name:partitions")?;
-                specs.push((name, partitions.parse::<i32>().context("partition count")?));
+                specs.push((
+                    name.to_owned(),
+                    count.parse::<i32>().context("partition count")?,
+                ));
             }
+            if let Some(config) = config {
+                let settings = Settings::load(&config, None)?;
+                specs.extend(
+                    settings
+                        .kafka
+                        .topics
+                        .iter()
+                        .map(|t| (t.clone(), partitions)),
+                );
+                specs.extend(settings.dead_letter.topic.iter().map(|t| (t.clone(), 1)));
+            }
+            anyhow::ensure!(!specs.is_empty(), "name topics with --topic or --config");
+            let specs: Vec<(&str, i32)> = specs.iter().map(|(t, p)| (t.as_str(), *p)).collect();
             let broker = LocalBroker::start(&specs)?;
             let bootstrap = broker.bootstrap_servers();
             let tmp = bootstrap_file.with_extension("tmp");
@@ -216,6 +247,32 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+        Command::Received { receiver } => {
+            let url = format!("http://{receiver}/_summary");
+            let body = reqwest::get(&url)
+                .await?
+                .error_for_status()?
+                .bytes()
+                .await?;
+            let summary: std::collections::BTreeMap<
+                String,
+                courier::devstack::receiver::PathStats,
+            > = serde_json::from_slice(&body).context("reading the receiver's summary")?;
+            println!(
+                "{:<24} {:>10} {:>10} {:>15}",
+                "destination path", "events", "requests", "bad signatures"
+            );
+            let mut bad = 0;
+            for (path, s) in summary {
+                println!(
+                    "{path:<24} {:>10} {:>10} {:>15}",
+                    s.events, s.requests, s.bad_signatures
+                );
+                bad += s.bad_signatures;
+            }
+            anyhow::ensure!(bad == 0, "{bad} requests carried a bad signature");
+            Ok(())
         }
         Command::DeadLetters { brokers, topic } => {
             let records = tokio::task::block_in_place(|| {

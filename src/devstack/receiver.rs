@@ -20,10 +20,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
 use axum::Json;
 use courier_connectors::webhook::signature;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What one path has seen.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct PathStats {
     /// Requests received, accepted or not.
     pub requests: u64,
