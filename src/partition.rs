@@ -151,6 +151,11 @@ impl PartitionTask {
             }
         }
         self.drain(&mut done_rx).await;
+        // librdkafka keeps a partition's pause across revoke and re-assignment: leave none
+        // behind, or this worker would never fetch the partition again if it came back.
+        if self.paused {
+            self.set_paused(false);
+        }
         tracing::info!(
             topic = &*self.topic,
             partition = self.partition,

@@ -16,7 +16,7 @@ async fn bad_input_and_rejections_land_in_the_dead_letter_topic() {
         partitions: 1,
         dead_letter: true,
         customers: vec![("acme.toml", acme)],
-        extra: "",
+        env: &[],
     })
     .await;
     stack.receiver.answer("acme/strict", Some(400));

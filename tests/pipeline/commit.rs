@@ -13,7 +13,7 @@ async fn commit_waits_for_delivery_while_a_destination_answers_503() {
             "acme.toml",
             customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
         )],
-        extra: "",
+        env: &[],
     })
     .await;
     let first = stack.produce_events("wk_acme", "acme", 0..100).await;
@@ -54,7 +54,7 @@ async fn without_a_dead_letter_topic_a_rejected_event_holds_its_partition() {
             "acme.toml",
             customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
         )],
-        extra: "",
+        env: &[],
     })
     .await;
     stack.produce_events("wk_acme", "acme", 0..50).await;

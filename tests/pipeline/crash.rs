@@ -26,7 +26,7 @@ async fn sigkill_mid_stream_then_restart_delivers_every_event() {
         partitions: 4,
         dead_letter: true,
         customers: vec![("acme.toml", acme)],
-        extra: "",
+        env: &[],
     })
     .await;
     let events = sample_events("wk_acme", "acme", 0..20_000);

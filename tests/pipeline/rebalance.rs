@@ -22,7 +22,7 @@ async fn late_join_and_sigterm_lose_nothing() {
                 &[("hook", "acme/hook", "delivery = { batch_max_events = 20 }")],
             ),
         )],
-        extra: "",
+        env: &[],
     })
     .await;
     // A slow destination (about 1,600 events/s) keeps the stream going while workers come and go.

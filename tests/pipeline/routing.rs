@@ -24,7 +24,7 @@ async fn routes_each_customers_events_to_exactly_its_enabled_destinations() {
         partitions: 4,
         dead_letter: true,
         customers: vec![("acme.toml", acme), ("globex.toml", globex)],
-        extra: "",
+        env: &[],
     })
     .await;
     for path in ["acme/all", "globex/tracks", "globex/no_pings"] {

@@ -24,8 +24,8 @@ pub struct Spec {
     pub dead_letter: bool,
     /// Customer files: (file name, TOML). `{receiver}` is replaced by the receiver's base URL.
     pub customers: Vec<(&'static str, String)>,
-    /// Extra lines appended to `courier.toml`.
-    pub extra: &'static str,
+    /// `COURIER__...` overrides for every worker of the stack.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 pub struct Stack {
@@ -34,6 +34,7 @@ pub struct Stack {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     producer: rdkafka::producer::FutureProducer,
+    env: &'static [(&'static str, &'static str)],
 }
 
 impl Stack {
@@ -81,10 +82,8 @@ retry_max_backoff_ms = 500
 [log]
 format = "json"
 level = "info,librdkafka=warn"
-{dead_letter}
-{extra}"#,
+{dead_letter}"#,
                 brokers = broker.bootstrap_servers(),
-                extra = spec.extra,
             ),
         )
         .unwrap();
@@ -95,6 +94,7 @@ level = "info,librdkafka=warn"
             dir,
             config,
             producer,
+            env: spec.env,
         }
     }
 
@@ -115,6 +115,7 @@ level = "info,librdkafka=warn"
             .args(["run", "--config"])
             .arg(&self.config)
             .env(SECRET_VAR, SECRET)
+            .envs(self.env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())

@@ -1,0 +1,66 @@
+//! Bounded in-flight per partition: at the bound the partition pauses, resumes below it, and
+//! every event still arrives.
+
+use std::time::Duration;
+
+use crate::support::{customer, ids, until_fully_committed, Spec, Stack};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
+    let stack = Stack::start(Spec {
+        partitions: 1,
+        dead_letter: true,
+        customers: vec![(
+            "acme.toml",
+            customer(
+                "acme",
+                "wk_acme",
+                &[(
+                    "hook",
+                    "acme/hook",
+                    "delivery = { batch_max_events = 10, concurrency = 2 }",
+                )],
+            ),
+        )],
+        env: &[
+            ("COURIER__CONSUMER__MAX_IN_FLIGHT_PER_PARTITION", "40"),
+            (
+                "COURIER__LOG__LEVEL",
+                "info,librdkafka=warn,courier::partition=debug",
+            ),
+        ],
+    })
+    .await;
+    stack.receiver.delay("acme/hook", Duration::from_millis(20));
+    let events = stack.produce_events("wk_acme", "acme", 0..1_500).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
+    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
+    let log = worker.log_text();
+    let pauses = log
+        .lines()
+        .filter(|l| l.contains("backpressure") && l.contains("\"paused\":true"))
+        .count();
+    let resumes = log
+        .lines()
+        .filter(|l| l.contains("backpressure") && l.contains("\"paused\":false"))
+        .count();
+    assert!(
+        pauses >= 5,
+        "the partition paused at its bound ({pauses} times)"
+    );
+    assert!(
+        resumes >= pauses - 1,
+        "and resumed below it ({resumes} times)"
+    );
+    let max_in_flight = log
+        .lines()
+        .filter(|l| l.contains("backpressure"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["in_flight"].as_u64())
+        .max()
+        .unwrap();
+    assert!(
+        max_in_flight <= 40,
+        "never more than the bound in flight: {max_in_flight}"
+    );
+}
