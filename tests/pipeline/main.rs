@@ -10,6 +10,7 @@ mod bad_input;
 mod commit;
 mod config_cli;
 mod crash;
+mod outage;
 mod rebalance;
 mod routing;
 mod support;
