@@ -3,25 +3,11 @@
 
 use std::time::Duration;
 
-use crate::support::{customer, ids, until_fully_committed, Spec, Stack};
+use crate::support::{ids, until_fully_committed, Spec, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
     let stack = Stack::start(Spec {
-        partitions: 1,
-        dead_letter: true,
-        customers: vec![(
-            "acme.toml",
-            customer(
-                "acme",
-                "wk_acme",
-                &[(
-                    "hook",
-                    "acme/hook",
-                    "delivery = { batch_max_events = 10, concurrency = 2 }",
-                )],
-            ),
-        )],
         env: &[
             ("COURIER__CONSUMER__MAX_IN_FLIGHT_PER_PARTITION", "40"),
             (
@@ -29,6 +15,7 @@ async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
                 "info,librdkafka=warn,courier::partition=debug",
             ),
         ],
+        ..Spec::one_hook(1, "delivery = { batch_max_events = 10, concurrency = 2 }")
     })
     .await;
     stack.receiver.delay("acme/hook", Duration::from_millis(20));

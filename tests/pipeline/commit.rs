@@ -2,20 +2,11 @@
 
 use std::time::Duration;
 
-use crate::support::{customer, eventually, ids, until_fully_committed, Spec, Stack};
+use crate::support::{eventually, ids, until_fully_committed, Spec, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commit_waits_for_delivery_while_a_destination_answers_503() {
-    let stack = Stack::start(Spec {
-        partitions: 1,
-        dead_letter: true,
-        customers: vec![(
-            "acme.toml",
-            customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
-        )],
-        env: &[],
-    })
-    .await;
+    let stack = Stack::start(Spec::one_hook(1, "")).await;
     let first = stack.produce_events("wk_acme", "acme", 0..100).await;
     let worker = stack.worker("worker");
     until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
@@ -48,13 +39,8 @@ async fn commit_waits_for_delivery_while_a_destination_answers_503() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_dead_letter_topic_a_rejected_event_holds_its_partition() {
     let stack = Stack::start(Spec {
-        partitions: 1,
         dead_letter: false,
-        customers: vec![(
-            "acme.toml",
-            customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
-        )],
-        env: &[],
+        ..Spec::one_hook(1, "")
     })
     .await;
     stack.produce_events("wk_acme", "acme", 0..50).await;

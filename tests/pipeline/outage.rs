@@ -2,24 +2,11 @@
 
 use std::time::Duration;
 
-use crate::support::{customer, eventually, ids, until_fully_committed, Spec, Stack};
+use crate::support::{eventually, ids, until_fully_committed, Spec, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_down_mid_stream_then_back_loses_nothing() {
-    let stack = Stack::start(Spec {
-        partitions: 2,
-        dead_letter: true,
-        customers: vec![(
-            "acme.toml",
-            customer(
-                "acme",
-                "wk_acme",
-                &[("hook", "acme/hook", "delivery = { batch_max_events = 20 }")],
-            ),
-        )],
-        env: &[],
-    })
-    .await;
+    let stack = Stack::start(Spec::one_hook(2, "delivery = { batch_max_events = 20 }")).await;
     stack.receiver.delay("acme/hook", Duration::from_millis(20));
     let events = stack.produce_events("wk_acme", "acme", 0..5_000).await;
     let worker = stack.worker("worker");

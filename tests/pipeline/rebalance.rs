@@ -6,25 +6,12 @@ use std::time::{Duration, Instant};
 use courier::devstack::produce;
 
 use crate::support::{
-    customer, eventually, ids, records, sample_events, until_fully_committed, Spec, Stack, TOPIC,
+    eventually, ids, records, sample_events, until_fully_committed, Spec, Stack, TOPIC,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_join_and_sigterm_lose_nothing() {
-    let stack = Stack::start(Spec {
-        partitions: 6,
-        dead_letter: true,
-        customers: vec![(
-            "acme.toml",
-            customer(
-                "acme",
-                "wk_acme",
-                &[("hook", "acme/hook", "delivery = { batch_max_events = 20 }")],
-            ),
-        )],
-        env: &[],
-    })
-    .await;
+    let stack = Stack::start(Spec::one_hook(6, "delivery = { batch_max_events = 20 }")).await;
     // A slow destination (about 1,600 events/s) keeps the stream going while workers come and go.
     stack.receiver.delay("acme/hook", Duration::from_millis(50));
     let events = sample_events("wk_acme", "acme", 0..20_000);

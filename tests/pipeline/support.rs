@@ -28,6 +28,22 @@ pub struct Spec {
     pub env: &'static [(&'static str, &'static str)],
 }
 
+impl Spec {
+    /// One customer, acme (write key `wk_acme`), with one signed webhook `hook` receiving at
+    /// `acme/hook`; `delivery` is its `delivery = {...}` line, if any.
+    pub fn one_hook(partitions: i32, delivery: &str) -> Spec {
+        Spec {
+            partitions,
+            dead_letter: true,
+            customers: vec![(
+                "acme.toml",
+                customer("acme", "wk_acme", &[("hook", "acme/hook", delivery)]),
+            )],
+            env: &[],
+        }
+    }
+}
+
 pub struct Stack {
     pub broker: LocalBroker,
     pub receiver: Receiver,
