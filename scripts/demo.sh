@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EVENTS=${DEMO_EVENTS:-50000}
-PARTITIONS=${DEMO_PARTITIONS:-16}
+# The local broker keeps ~5 MB per partition: about 6,000 sample events fit in each.
+PARTITIONS=${DEMO_PARTITIONS:-$(( EVENTS / 6000 + 1 > 16 ? EVENTS / 6000 + 1 : 16 ))}
 STATE=.devstack
 BIN=target/release
 
@@ -66,6 +67,11 @@ echo "== producing $EVENTS events for acme, globex and initech, plus bad input"
 "$BIN/courier-devstack" produce --brokers "$COURIER__KAFKA__BROKERS" --topic segment-events \
     --write-key wk_acme_web --write-key wk_acme_ios --write-key wk_globex --write-key wk_initech \
     --count "$EVENTS" --bad-input
+
+if "$BIN/courier" offsets show --config config/courier.toml --json | grep -q '"log_start": [1-9]'; then
+    echo "the broker truncated a partition: run with more DEMO_PARTITIONS" >&2
+    exit 1
+fi
 
 echo "== running a worker until every partition is committed"
 start=$(date +%s.%N)

@@ -30,6 +30,13 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         &settings.delivery,
         &customers::process_env,
     )?;
+    // With no customers every event would be dead-lettered as an unknown write key: a
+    // deployment mistake, not a configuration to run.
+    anyhow::ensure!(
+        !customers.is_empty(),
+        "no customer files (*.toml) in {}",
+        settings.customers_dir.display()
+    );
     let registry = Registry::builtin();
     let dead_letters = match &settings.dead_letter.topic {
         Some(topic) => {

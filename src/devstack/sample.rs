@@ -24,7 +24,7 @@ fn mix(n: u64) -> u64 {
 /// and pages, with a unique `messageId` of `<prefix>-<n>`.
 pub fn event(write_key: &str, prefix: &str, n: u64) -> serde_json::Value {
     let h = mix(n);
-    let user = format!("user-{}", h % 97);
+    let user = format!("user-{}", h % 4_999);
     let message_id = format!("{prefix}-{n}");
     let context = json!({
         "library": { "name": "analytics.js", "version": "4.1.0" },
@@ -41,7 +41,7 @@ pub fn event(write_key: &str, prefix: &str, n: u64) -> serde_json::Value {
         }),
         1 => json!({
             "type": "page", "messageId": message_id, "writeKey": write_key,
-            "anonymousId": format!("anon-{}", n % 31), "name": "Pricing", "timestamp": timestamp,
+            "anonymousId": format!("anon-{}", (h >> 16) % 997), "name": "Pricing", "timestamp": timestamp,
             "context": context, "properties": { "path": "/pricing", "referrer": "https://search.example" }
         }),
         _ => json!({
