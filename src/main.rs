@@ -74,11 +74,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// A panic in any task (a partition, a destination) ends the worker at once. Nothing past a
+/// done message was committed, so the group redelivers the rest; a worker limping on with a
+/// dead task would instead hold its partitions without saying so.
+fn abort_on_panic() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!(panic = %info, "a task panicked; aborting so the group redelivers its messages");
+        default_hook(info);
+        std::process::abort();
+    }));
+}
+
 fn execute(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run => {
             let settings = Settings::load(&cli.config, None)?;
             telemetry::init(&settings.log);
+            abort_on_panic();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .thread_name("courier")
