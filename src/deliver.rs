@@ -1,7 +1,7 @@
 //! Delivery: one task per destination instance that batches, sends, retries and
 //! dead-letters.
 //!
-//! Partition tasks send [`Copy`]s into the instance's bounded queue (a full queue makes them
+//! Partition tasks send [`EventCopy`]s into the instance's bounded queue (a full queue makes them
 //! wait: backpressure, not unbounded buffering). The task groups copies with a [`Batcher`],
 //! sends up to `concurrency` batches at once, and for each batch:
 //! - on success settles every copy's acknowledgement;
@@ -31,7 +31,7 @@ use crate::settings::DeliverySettings;
 
 /// One event on its way to one destination.
 #[derive(Debug)]
-pub struct Copy {
+pub struct EventCopy {
     /// The event.
     pub event: Arc<Event>,
     /// Where it was consumed (for dead letters).
@@ -67,7 +67,7 @@ pub struct DestinationHandle {
     /// Which instance this is.
     pub id: Arc<DestinationId>,
     /// Its queue.
-    pub queue: mpsc::Sender<Copy>,
+    pub queue: mpsc::Sender<EventCopy>,
 }
 
 /// Starts the delivery task of one destination instance. It runs until every handle is dropped
@@ -101,9 +101,9 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<Copy>, settings: DeliverySettings) {
+    async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<EventCopy>, settings: DeliverySettings) {
         let mut batcher = Batcher::new(settings.batch_limits());
-        let mut ready: VecDeque<Vec<Copy>> = VecDeque::new();
+        let mut ready: VecDeque<Vec<EventCopy>> = VecDeque::new();
         let mut in_flight = FuturesUnordered::new();
         let mut closed = false;
         loop {
@@ -139,7 +139,7 @@ impl Worker {
     }
 
     /// Delivers one batch: retries until it is delivered or permanently rejected.
-    async fn send(self: Arc<Self>, batch: Vec<Copy>) {
+    async fn send(self: Arc<Self>, batch: Vec<EventCopy>) {
         let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
         let kind: &str = &self.id.kind;
         let mut attempt: u32 = 0;
@@ -183,7 +183,7 @@ impl Worker {
         }
     }
 
-    async fn dead_letter(&self, batch: Vec<Copy>, err: &DeliveryError) {
+    async fn dead_letter(&self, batch: Vec<EventCopy>, err: &DeliveryError) {
         tracing::error!(
             customer = &*self.id.customer,
             destination = &*self.id.name,

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::MessageAck;
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
-use crate::deliver::Copy;
+use crate::deliver::EventCopy;
 use crate::route::RoutingTable;
 use crate::settings::ConsumerSettings;
 use crate::tracker::OffsetTracker;
@@ -206,7 +206,7 @@ impl PartitionTask {
             if !target.filter.accepts(&event) {
                 continue;
             }
-            let copy = Copy {
+            let copy = EventCopy {
                 event: event.clone(),
                 origin: origin.clone(),
                 ack: ack.share(),
