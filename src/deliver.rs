@@ -9,17 +9,23 @@
 //!   the same batch again, for as long as it takes; its messages hold their partitions'
 //!   committed offsets meanwhile;
 //! - on a permanent failure dead-letters every event of the batch with the destination's
-//!   status and answer, and settles each copy once the broker acknowledged its dead letter.
+//!   status and answer, and settles each copy once the broker acknowledged its dead letter;
+//! - on a partial rejection dead-letters only the named events, then settles the others or
+//!   sends them again, as the connector says;
+//! - on "too large" splits the batch in halves and delivers each (a single event that is
+//!   still too large is dead-lettered).
 //!
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use courier_connectors::{DeliveryError, Destination, Event};
+use courier_connectors::{DeliveryError, Destination, Event, Failure, Others};
+use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use futures::FutureExt;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
@@ -138,77 +144,117 @@ impl Worker {
         }
     }
 
-    /// Delivers one batch: retries until it is delivered or permanently rejected.
-    async fn send(self: Arc<Self>, batch: Vec<EventCopy>) {
-        let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
-        let kind: &str = &self.id.kind;
-        let mut attempt: u32 = 0;
-        loop {
-            let started = Instant::now();
-            let result = self.destination.deliver(&events).await;
-            metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())
-                .record(started.elapsed().as_secs_f64());
-            match result {
-                Ok(()) => {
-                    metrics::counter!("courier_events_delivered_total", "kind" => kind.to_owned())
-                        .increment(batch.len() as u64);
-                    metrics::histogram!("courier_batch_events", "kind" => kind.to_owned())
-                        .record(batch.len() as f64);
-                    batch.into_iter().for_each(|c| c.ack.settle());
-                    return;
-                }
-                Err(err) if err.is_retryable() => {
-                    let delay = self.backoff.delay(attempt, err.retry_after());
-                    metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned())
-                        .increment(1);
-                    tracing::warn!(
-                        customer = &*self.id.customer,
-                        destination = &*self.id.name,
-                        kind,
-                        events = batch.len(),
-                        attempt,
-                        delay_ms = delay.as_millis() as u64,
-                        status = err.status,
-                        error = %err,
-                        "delivery failed; will retry"
-                    );
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
-                Err(err) => {
-                    self.dead_letter(batch, &err).await;
-                    return;
+    /// Delivers one batch: retries until every event is delivered or dead-lettered.
+    fn send(self: Arc<Self>, mut batch: Vec<EventCopy>) -> BoxFuture<'static, ()> {
+        async move {
+            let kind: &str = &self.id.kind;
+            let mut attempt: u32 = 0;
+            while !batch.is_empty() {
+                let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
+                let started = Instant::now();
+                let result = self.destination.deliver(&events).await;
+                metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())
+                    .record(started.elapsed().as_secs_f64());
+                let err = match result {
+                    Ok(()) => {
+                        self.settle(batch);
+                        return;
+                    }
+                    Err(err) => err,
+                };
+                match &err.failure {
+                    Failure::Retryable { .. } => {
+                        let delay = self.backoff.delay(attempt, err.retry_after());
+                        metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned())
+                            .increment(1);
+                        tracing::warn!(
+                            customer = &*self.id.customer,
+                            destination = &*self.id.name,
+                            kind,
+                            events = batch.len(),
+                            attempt,
+                            delay_ms = delay.as_millis() as u64,
+                            status = err.status,
+                            error = %err,
+                            "delivery failed; will retry"
+                        );
+                        tokio::time::sleep(delay).await;
+                        attempt = attempt.saturating_add(1);
+                    }
+                    Failure::TooLarge if batch.len() > 1 => {
+                        // Halve until the destination takes it; each half keeps its own retries.
+                        let tail = batch.split_off(batch.len() / 2);
+                        tracing::info!(kind, events = batch.len() + tail.len(), "request too large; splitting the batch");
+                        self.clone().send(batch).await;
+                        self.send(tail).await;
+                        return;
+                    }
+                    Failure::Permanent | Failure::TooLarge => {
+                        let reason = err.to_string();
+                        let letters = batch.into_iter().map(|c| (c, reason.clone())).collect();
+                        self.dead_letter(letters, &err).await;
+                        return;
+                    }
+                    Failure::Rejected { events: rejected, others } => {
+                        let mut reasons: HashMap<usize, &str> =
+                            rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+                        let mut letters = Vec::with_capacity(rejected.len());
+                        let mut rest = Vec::with_capacity(batch.len());
+                        for (i, copy) in batch.into_iter().enumerate() {
+                            match reasons.remove(&i) {
+                                Some(reason) => letters.push((copy, reason.to_owned())),
+                                None => rest.push(copy),
+                            }
+                        }
+                        self.dead_letter(letters, &err).await;
+                        match others {
+                            Others::Delivered => {
+                                self.settle(rest);
+                                return;
+                            }
+                            Others::Resend => batch = rest,
+                        }
+                    }
                 }
             }
         }
+        .boxed()
     }
 
-    async fn dead_letter(&self, batch: Vec<EventCopy>, err: &DeliveryError) {
+    fn settle(&self, batch: Vec<EventCopy>) {
+        let kind = self.id.kind.to_string();
+        metrics::counter!("courier_events_delivered_total", "kind" => kind.clone())
+            .increment(batch.len() as u64);
+        metrics::histogram!("courier_batch_events", "kind" => kind).record(batch.len() as f64);
+        batch.into_iter().for_each(|c| c.ack.settle());
+    }
+
+    /// Dead-letters each copy with its reason; settles each once the broker has it.
+    async fn dead_letter(&self, letters: Vec<(EventCopy, String)>, err: &DeliveryError) {
+        if letters.is_empty() {
+            return;
+        }
         tracing::error!(
             customer = &*self.id.customer,
             destination = &*self.id.name,
             kind = &*self.id.kind,
-            events = batch.len(),
+            events = letters.len(),
             status = err.status,
             error = %err,
-            "destination rejected the batch; dead-lettering it"
+            "destination rejected events; dead-lettering them"
         );
-        let reason = err.to_string();
-        let sends = batch.into_iter().map(|copy| {
-            let reason = &reason;
-            async move {
-                let letter = DeadLetter {
-                    payload: copy.event.raw(),
-                    origin: &copy.origin,
-                    stage: Stage::Deliver,
-                    reason,
-                    destination: Some(self.id.tag()),
-                    status: err.status,
-                    response: err.response.as_deref(),
-                };
-                if self.dead_letters.send(&letter).await.is_ok() {
-                    copy.ack.settle();
-                }
+        let sends = letters.into_iter().map(|(copy, reason)| async move {
+            let letter = DeadLetter {
+                payload: copy.event.raw(),
+                origin: &copy.origin,
+                stage: Stage::Deliver,
+                reason: &reason,
+                destination: Some(self.id.tag()),
+                status: err.status,
+                response: err.response.as_deref(),
+            };
+            if self.dead_letters.send(&letter).await.is_ok() {
+                copy.ack.settle();
             }
         });
         futures::future::join_all(sends).await;

@@ -43,6 +43,31 @@ mod millis {
     }
 }
 
+/// What a destination API allows, by its published contract. The runtime clamps each
+/// destination's batch limits to these and uses the rates as default rate limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ApiLimits {
+    /// Events per request at most.
+    pub max_batch_events: Option<usize>,
+    /// Bytes of event JSON per request at most (approximate: the request's own encoding may
+    /// differ; a 413 makes the runtime split the batch).
+    pub max_batch_bytes: Option<usize>,
+    /// Default requests per second per destination instance.
+    pub requests_per_second: Option<f64>,
+    /// Default events per second per destination instance.
+    pub events_per_second: Option<f64>,
+}
+
+impl ApiLimits {
+    /// No published limits.
+    pub const NONE: ApiLimits = ApiLimits {
+        max_batch_events: None,
+        max_batch_bytes: None,
+        requests_per_second: None,
+        events_per_second: None,
+    };
+}
+
 /// What a connector knows about the instance it builds.
 #[derive(Debug, Clone)]
 pub struct BuildContext {

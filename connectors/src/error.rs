@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 /// How a failed delivery should be handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
     /// Trying the same batch again later may succeed: network errors, timeouts, 408, 429, 5xx.
     Retryable {
@@ -18,6 +18,35 @@ pub enum Failure {
     },
     /// The destination rejected the batch and will reject it again: dead-letter it.
     Permanent,
+    /// The destination refused some events for good: dead-letter those; the others were
+    /// accepted or must be sent again, as `others` says.
+    Rejected {
+        /// The refused events, by index in the batch, with the destination's reason.
+        events: Vec<RejectedEvent>,
+        /// What became of the other events of the batch.
+        others: Others,
+    },
+    /// The request was too large: split the batch and send the halves (a single event that
+    /// is still too large is dead-lettered).
+    TooLarge,
+}
+
+/// One event a destination refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedEvent {
+    /// Its index in the batch given to [`Destination::deliver`](crate::Destination::deliver).
+    pub index: usize,
+    /// Why, in the destination's words.
+    pub reason: String,
+}
+
+/// The fate of the events a partial rejection did not name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Others {
+    /// The destination accepted them.
+    Delivered,
+    /// The destination dropped the whole request: send them again.
+    Resend,
 }
 
 /// A batch that was not delivered, with everything an operator needs to see why.
@@ -55,6 +84,38 @@ impl DeliveryError {
         }
     }
 
+    /// Some events refused for good (see [`Failure::Rejected`]).
+    pub fn rejected(
+        message: impl Into<String>,
+        events: Vec<RejectedEvent>,
+        others: Others,
+    ) -> Self {
+        DeliveryError {
+            failure: Failure::Rejected { events, others },
+            message: message.into(),
+            status: None,
+            response: None,
+        }
+    }
+
+    /// The request was too large (see [`Failure::TooLarge`]).
+    pub fn too_large(message: impl Into<String>) -> Self {
+        DeliveryError {
+            failure: Failure::TooLarge,
+            message: message.into(),
+            status: None,
+            response: None,
+        }
+    }
+
+    /// Overrides the wait before the next try of a retryable failure.
+    pub fn with_retry_after(mut self, wait: Duration) -> Self {
+        if let Failure::Retryable { retry_after } = &mut self.failure {
+            *retry_after = Some(wait);
+        }
+        self
+    }
+
     /// Attaches the destination's status code and an excerpt of its answer.
     pub fn with_response(mut self, status: u16, response: impl Into<String>) -> Self {
         self.status = Some(status);
@@ -71,7 +132,7 @@ impl DeliveryError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self.failure {
             Failure::Retryable { retry_after } => retry_after,
-            Failure::Permanent => None,
+            _ => None,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! HTTP failure classification shared by every HTTP connector.
 //!
 //! The contract (from the design): 2xx is delivered; 408, 429 and 5xx are retryable, with
-//! `Retry-After` (seconds or an HTTP date) honoured; every other status is permanent; a
-//! transport error (connect, timeout, reset) is retryable. Response bodies are kept only as a
+//! `Retry-After` (seconds or an HTTP date) honoured; 413 asks the runtime to split the batch;
+//! every other status is permanent; a transport error (connect, timeout, reset) is retryable. Response bodies are kept only as a
 //! short excerpt.
 
 use std::time::{Duration, SystemTime};
@@ -14,6 +14,40 @@ use crate::error::{DeliveryError, Failure};
 
 /// At most this many bytes of a response body are kept with an error.
 pub const RESPONSE_EXCERPT_BYTES: usize = 512;
+
+/// A destination's answer, read in full.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status code.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body as text (lossy for non-UTF-8).
+    pub body: String,
+}
+
+impl Answer {
+    /// The classification of a non-2xx answer (see [`status_error`]).
+    pub fn error(&self, what: &str) -> DeliveryError {
+        status_error(what, self.status, &self.headers, &self.body)
+    }
+}
+
+/// Sends `request` and reads the answer; a transport error is retryable.
+pub async fn send(what: &str, request: reqwest::RequestBuilder) -> Result<Answer, DeliveryError> {
+    let response = request.send().await.map_err(|e| transport_error(what, e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .text()
+        .await
+        .map_err(|e| transport_error(what, e))?;
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
 
 /// Whether a status is worth retrying.
 pub fn is_retryable_status(status: StatusCode) -> bool {
@@ -29,7 +63,9 @@ pub fn status_error(
     headers: &HeaderMap,
     body: &str,
 ) -> DeliveryError {
-    let failure = if is_retryable_status(status) {
+    let failure = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Failure::TooLarge
+    } else if is_retryable_status(status) {
         Failure::Retryable {
             retry_after: retry_after(headers),
         }
@@ -104,7 +140,11 @@ mod tests {
             let e = status_error("x", StatusCode::from_u16(code).unwrap(), &h, "");
             assert!(e.is_retryable(), "{code}");
         }
-        for code in [400u16, 401, 403, 404, 410, 413, 422] {
+        assert_eq!(
+            status_error("x", StatusCode::PAYLOAD_TOO_LARGE, &h, "").failure,
+            Failure::TooLarge
+        );
+        for code in [400u16, 401, 403, 404, 410, 422] {
             let e = status_error("x", StatusCode::from_u16(code).unwrap(), &h, "no");
             assert!(!e.is_retryable(), "{code}");
             assert_eq!(e.status, Some(code));

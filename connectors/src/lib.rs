@@ -11,24 +11,27 @@
 //!   the [`Registry`] that builds destination instances from settings.
 //! - [`secret`]: a string that never prints.
 //! - [`http`]: the HTTP status classification shared by every HTTP connector.
-//! - [`webhook`], [`blackhole`]: the connectors.
+//! - [`mapping`]: reading Segment fields, for connectors that translate events.
+//! - [`webhook`], [`amplitude`], [`blackhole`]: the connectors.
 //!
 //! # Invariants
 //! This crate knows nothing of Kafka, offsets or acknowledgements. A connector turns a batch
 //! into requests and classifies failures; batching, retries, backoff, dead-lettering and
 //! acknowledgement are the runtime's job, applied the same way to every connector.
 
+pub mod amplitude;
 pub mod blackhole;
 pub mod destination;
 pub mod error;
 pub mod event;
 pub mod http;
+pub mod mapping;
 pub mod registry;
 pub mod secret;
 pub mod webhook;
 
-pub use destination::{BatchLimits, BuildContext, Destination};
-pub use error::{BuildError, DeliveryError, Failure};
+pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination};
+pub use error::{BuildError, DeliveryError, Failure, Others, RejectedEvent};
 pub use event::{DecodeError, Event, EventType};
 pub use registry::{ConnectorKind, Registry, SettingDoc};
 pub use secret::Secret;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::destination::{BuildContext, Destination};
+use crate::destination::{ApiLimits, BuildContext, Destination};
 use crate::error::BuildError;
 
 /// One documented setting of a connector kind, for `courier connectors list`.
@@ -38,6 +38,8 @@ pub trait ConnectorKind: 'static {
     const KIND: &'static str;
     /// One line saying what the connector delivers to.
     const DESCRIPTION: &'static str;
+    /// The destination API's published limits.
+    const LIMITS: ApiLimits = ApiLimits::NONE;
     /// The connector's settings. Unknown fields must be rejected; secrets must be
     /// [`Secret`](crate::Secret)s so serialising the settings redacts them.
     type Settings: DeserializeOwned + Serialize;
@@ -70,6 +72,8 @@ pub trait ErasedKind: Send + Sync {
     fn description(&self) -> &'static str;
     /// The documented settings.
     fn settings_doc(&self) -> Vec<SettingDoc>;
+    /// The destination API's published limits.
+    fn limits(&self) -> ApiLimits;
     /// Deserialises `settings` and builds an instance.
     fn build(&self, settings: serde_json::Value, ctx: &BuildContext) -> Result<Built, BuildError>;
 }
@@ -87,6 +91,10 @@ impl<K: ConnectorKind> ErasedKind for Typed<K> {
 
     fn settings_doc(&self) -> Vec<SettingDoc> {
         K::settings_doc()
+    }
+
+    fn limits(&self) -> ApiLimits {
+        K::LIMITS
     }
 
     fn build(&self, settings: serde_json::Value, ctx: &BuildContext) -> Result<Built, BuildError> {
@@ -132,6 +140,7 @@ impl Registry {
     pub fn builtin() -> Self {
         let mut registry = Registry::empty();
         registry.register::<crate::webhook::WebhookConnector>();
+        registry.register::<crate::amplitude::AmplitudeConnector>();
         registry.register::<crate::blackhole::BlackholeConnector>();
         registry
     }
@@ -145,6 +154,11 @@ impl Registry {
     /// The registered kinds, sorted by name.
     pub fn kinds(&self) -> impl Iterator<Item = &dyn ErasedKind> {
         self.kinds.values().map(|k| k.as_ref())
+    }
+
+    /// The published limits of `kind` (none for an unknown kind).
+    pub fn limits(&self, kind: &str) -> ApiLimits {
+        self.kinds.get(kind).map(|k| k.limits()).unwrap_or_default()
     }
 
     /// Builds a destination of `kind` from untyped settings.

@@ -137,17 +137,10 @@ impl Destination for WebhookConnector {
                 signature::sign(secret.expose().as_bytes(), now, &body),
             );
         }
-        let response = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| http::transport_error("webhook", e))?;
-        let status = response.status();
-        if status.is_success() {
+        let answer = http::send("webhook", request.body(body)).await?;
+        if answer.status.is_success() {
             return Ok(());
         }
-        let headers = response.headers().clone();
-        let text = response.text().await.unwrap_or_default();
-        Err(http::status_error("webhook", status, &headers, &text))
+        Err(answer.error("webhook"))
     }
 }
