@@ -12,7 +12,8 @@
 //! - [`secret`]: a string that never prints.
 //! - [`http`]: the HTTP status classification shared by every HTTP connector.
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
-//! - [`webhook`], [`amplitude`], [`blackhole`]: the connectors.
+//! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`blackhole`]: the
+//!   connectors.
 //!
 //! # Invariants
 //! This crate knows nothing of Kafka, offsets or acknowledgements. A connector turns a batch
@@ -26,8 +27,11 @@ pub mod error;
 pub mod event;
 pub mod http;
 pub mod mapping;
+pub mod mixpanel;
 pub mod registry;
 pub mod secret;
+pub mod segment;
+pub mod slack;
 pub mod webhook;
 
 pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination};

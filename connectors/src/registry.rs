@@ -141,6 +141,9 @@ impl Registry {
         let mut registry = Registry::empty();
         registry.register::<crate::webhook::WebhookConnector>();
         registry.register::<crate::amplitude::AmplitudeConnector>();
+        registry.register::<crate::mixpanel::MixpanelConnector>();
+        registry.register::<crate::slack::SlackConnector>();
+        registry.register::<crate::segment::SegmentConnector>();
         registry.register::<crate::blackhole::BlackholeConnector>();
         registry
     }
