@@ -220,7 +220,12 @@ fn apply_overrides(
     defaults: &DeliverySettings,
     overrides: toml::Table,
 ) -> Result<DeliverySettings, String> {
-    let mut merged = toml::Table::try_from(defaults).map_err(|e| e.to_string())?;
+    // JSON, not TOML, for the merge: unset optional limits must stay known keys (null).
+    let serde_json::Value::Object(mut merged) =
+        serde_json::to_value(defaults).map_err(|e| e.to_string())?
+    else {
+        return Err("delivery settings are not a table".into());
+    };
     for (key, value) in overrides {
         if !merged.contains_key(&key) {
             return Err(format!(
@@ -228,9 +233,9 @@ fn apply_overrides(
                 merged.keys().cloned().collect::<Vec<_>>().join(", ")
             ));
         }
-        merged.insert(key, value);
+        merged.insert(key, serde_json::to_value(value).map_err(|e| e.to_string())?);
     }
-    serde_path_to_error::deserialize(toml::Value::Table(merged))
+    serde_path_to_error::deserialize(serde_json::Value::Object(merged))
         .map_err(|e| format!("{}: {}", e.path(), e.inner()))
 }
 

@@ -15,6 +15,9 @@
 //! - on "too large" splits the batch in halves and delivers each (a single event that is
 //!   still too large is dead-lettered).
 //!
+//! Every request first passes the instance's circuit breaker (closed, or the half-open probe)
+//! and rate limiter; while the circuit is open its batches wait, still in flight.
+//!
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
 
@@ -32,7 +35,9 @@ use tokio::sync::mpsc;
 use crate::ack::MessageAck;
 use crate::backoff::Backoff;
 use crate::batch::Batcher;
+use crate::breaker::CircuitBreaker;
 use crate::deadletter::{DeadLetter, DeadLetters, DestinationTag, Origin, Stage};
+use crate::ratelimit::RateLimiter;
 use crate::settings::DeliverySettings;
 
 /// One event on its way to one destination.
@@ -87,6 +92,14 @@ pub fn spawn(
     let (queue, rx) = mpsc::channel(settings.queue_capacity);
     let id = Arc::new(id);
     let worker = Worker {
+        limiter: RateLimiter::new(settings.requests_per_second, settings.events_per_second),
+        breaker: CircuitBreaker::new(
+            settings.circuit_failure_threshold,
+            Duration::from_millis(settings.circuit_cooldown_ms),
+            &id.customer,
+            &id.name,
+            &id.kind,
+        ),
         id: id.clone(),
         destination,
         backoff: Backoff {
@@ -101,6 +114,8 @@ pub fn spawn(
 
 struct Worker {
     id: Arc<DestinationId>,
+    limiter: RateLimiter,
+    breaker: CircuitBreaker,
     destination: Arc<dyn Destination>,
     backoff: Backoff,
     dead_letters: DeadLetters,
@@ -151,8 +166,12 @@ impl Worker {
             let mut attempt: u32 = 0;
             while !batch.is_empty() {
                 let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
+                let permit = self.breaker.acquire().await;
+                self.limiter.acquire(events.len()).await;
                 let started = Instant::now();
                 let result = self.destination.deliver(&events).await;
+                let retryable = matches!(&result, Err(e) if e.is_retryable());
+                self.breaker.record(permit, !retryable);
                 metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())
                     .record(started.elapsed().as_secs_f64());
                 let err = match result {

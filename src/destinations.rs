@@ -14,6 +14,7 @@ use crate::customers::{Customer, DestinationConfig};
 use crate::deadletter::DeadLetters;
 use crate::deliver::{self, DestinationId};
 use crate::route::{CustomerRoute, RoutingTable, Target};
+use crate::settings::DeliverySettings;
 
 /// The HTTP client shared by every HTTP connector of a worker.
 pub fn http_client() -> reqwest::Client {
@@ -34,25 +35,28 @@ pub struct DestinationError {
     pub error: Box<BuildError>,
 }
 
-/// Builds one destination of `customer` (validation only; no I/O).
+/// Builds one destination of `customer` (validation only; no I/O), with its delivery settings
+/// brought within the connector's published limits.
 fn build(
     customer: &Customer,
     d: &DestinationConfig,
     registry: &Registry,
     http: &reqwest::Client,
-) -> Result<Built, DestinationError> {
+) -> Result<(Built, DeliverySettings), DestinationError> {
+    let delivery = d.delivery.within(registry.limits(&d.kind));
     let ctx = BuildContext {
         customer: customer.id.clone(),
         destination: d.name.clone(),
-        batch: d.delivery.batch_limits(),
+        batch: delivery.batch_limits(),
         http: http.clone(),
     };
-    registry
+    let built = registry
         .build(&d.kind, d.settings.clone(), &ctx)
         .map_err(|error| DestinationError {
             file: customer.file.clone(),
             error: Box::new(error),
-        })
+        })?;
+    Ok((built, delivery))
 }
 
 /// Validates every destination and returns the effective configuration (secrets redacted).
@@ -65,14 +69,14 @@ pub fn effective(
     for customer in customers {
         let mut destinations = serde_json::Map::new();
         for d in &customer.destinations {
-            let built = build(customer, d, registry, &http)?;
+            let (built, delivery) = build(customer, d, registry, &http)?;
             destinations.insert(
                 d.name.clone(),
                 serde_json::json!({
                     "kind": d.kind,
                     "enabled": d.enabled,
                     "filter": d.filter.describe(),
-                    "delivery": d.delivery,
+                    "delivery": delivery,
                     "settings": built.effective_settings,
                 }),
             );
@@ -102,7 +106,7 @@ pub fn routing_table(
         let id: Arc<str> = Arc::from(customer.id.as_str());
         let mut targets = Vec::new();
         for d in &customer.destinations {
-            let built = build(customer, d, registry, http)?;
+            let (built, delivery) = build(customer, d, registry, http)?;
             if !d.enabled {
                 tracing::info!(
                     customer = &*customer.id,
@@ -120,7 +124,7 @@ pub fn routing_table(
             let handle = deliver::spawn(
                 destination_id,
                 built.destination,
-                d.delivery,
+                delivery,
                 dead_letters.clone(),
             );
             targets.push(Target {

@@ -10,6 +10,7 @@
 //! - [`tracker`]: per-partition completion and the committable watermark.
 //! - [`deliver`]: one task per destination instance: batch, send, retry, dead-letter.
 //! - [`batch`], [`backoff`]: the pure pieces of delivery.
+//! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.
 //! - [`deadletter`]: the dead-letter producer and its headers.
 //!
 //! Around it:
@@ -30,6 +31,7 @@
 pub mod ack;
 pub mod backoff;
 pub mod batch;
+pub mod breaker;
 pub mod consumer;
 pub mod customers;
 pub mod deadletter;
@@ -39,6 +41,7 @@ pub mod devstack;
 pub mod kafka;
 pub mod offsets;
 pub mod partition;
+pub mod ratelimit;
 pub mod route;
 pub mod settings;
 pub mod telemetry;

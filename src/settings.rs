@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use courier_connectors::BatchLimits;
+use courier_connectors::{ApiLimits, BatchLimits};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Everything a worker needs, after layering.
@@ -88,7 +88,7 @@ impl Default for ConsumerSettings {
 }
 
 /// Delivery defaults; a destination's `[delivery]` table overrides any of them.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliverySettings {
     /// Events per batch at most.
@@ -105,6 +105,14 @@ pub struct DeliverySettings {
     pub retry_initial_backoff_ms: u64,
     /// Retry delay ceiling.
     pub retry_max_backoff_ms: u64,
+    /// Requests per second at most (unset: the connector's documented default, if any).
+    pub requests_per_second: Option<f64>,
+    /// Events per second at most (unset: the connector's documented default, if any).
+    pub events_per_second: Option<f64>,
+    /// Consecutive retryable failures that open the circuit breaker.
+    pub circuit_failure_threshold: u32,
+    /// How long an open circuit sends nothing before one probe request.
+    pub circuit_cooldown_ms: u64,
 }
 
 impl Default for DeliverySettings {
@@ -117,6 +125,10 @@ impl Default for DeliverySettings {
             queue_capacity: 10_000,
             retry_initial_backoff_ms: 200,
             retry_max_backoff_ms: 60_000,
+            requests_per_second: None,
+            events_per_second: None,
+            circuit_failure_threshold: 5,
+            circuit_cooldown_ms: 30_000,
         }
     }
 }
@@ -131,6 +143,20 @@ impl DeliverySettings {
         }
     }
 
+    /// These settings within a destination API's published limits: batches no larger than it
+    /// takes, and its documented rates where none is configured.
+    pub fn within(mut self, limits: ApiLimits) -> DeliverySettings {
+        if let Some(max) = limits.max_batch_events {
+            self.batch_max_events = self.batch_max_events.min(max);
+        }
+        if let Some(max) = limits.max_batch_bytes {
+            self.batch_max_bytes = self.batch_max_bytes.min(max);
+        }
+        self.requests_per_second = self.requests_per_second.or(limits.requests_per_second);
+        self.events_per_second = self.events_per_second.or(limits.events_per_second);
+        self
+    }
+
     /// Checks the limits; `at` names where they were set, for the message.
     pub fn validate(&self, at: &str) -> Result<(), String> {
         let positive = [
@@ -140,10 +166,23 @@ impl DeliverySettings {
             ("concurrency", self.concurrency as u64),
             ("queue_capacity", self.queue_capacity as u64),
             ("retry_initial_backoff_ms", self.retry_initial_backoff_ms),
+            (
+                "circuit_failure_threshold",
+                u64::from(self.circuit_failure_threshold),
+            ),
+            ("circuit_cooldown_ms", self.circuit_cooldown_ms),
         ];
         for (field, value) in positive {
             if value == 0 {
                 return Err(format!("{at}.{field} must be above 0"));
+            }
+        }
+        for (field, rate) in [
+            ("requests_per_second", self.requests_per_second),
+            ("events_per_second", self.events_per_second),
+        ] {
+            if rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                return Err(format!("{at}.{field} must be a positive number"));
             }
         }
         if self.retry_max_backoff_ms < self.retry_initial_backoff_ms {

@@ -95,6 +95,7 @@ batch_max_events = 200
 batch_max_age_ms = 50
 retry_initial_backoff_ms = 50
 retry_max_backoff_ms = 500
+circuit_cooldown_ms = 1000
 [log]
 format = "json"
 level = "info,librdkafka=warn"
