@@ -77,6 +77,8 @@ impl DestinationId {
 pub struct DestinationHandle {
     /// Which instance this is.
     pub id: Arc<DestinationId>,
+    /// The connector instance, for [`Destination::accepts`].
+    pub destination: Arc<dyn Destination>,
     /// Its queue.
     pub queue: mpsc::Sender<EventCopy>,
 }
@@ -108,8 +110,13 @@ pub fn spawn(
         },
         dead_letters,
     };
+    let destination = worker.destination.clone();
     tokio::spawn(Arc::new(worker).run(rx, settings));
-    DestinationHandle { id, queue }
+    DestinationHandle {
+        id,
+        destination,
+        queue,
+    }
 }
 
 struct Worker {

@@ -203,7 +203,7 @@ impl PartitionTask {
         };
         let event = Arc::new(event);
         for target in &customer.targets {
-            if !target.filter.accepts(&event) {
+            if !target.filter.accepts(&event) || !target.handle.destination.accepts(&event) {
                 continue;
             }
             let copy = EventCopy {

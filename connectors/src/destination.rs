@@ -18,6 +18,13 @@ use crate::event::Event;
 /// One configured destination, ready to deliver batches.
 #[async_trait]
 pub trait Destination: Send + Sync + fmt::Debug {
+    /// Whether this destination has anything to do with `event` at all (a Slack destination
+    /// only posts listed events; an API without an alias call skips aliases). Events it does
+    /// not accept are never queued for it; they count as done for it at once.
+    fn accepts(&self, _event: &Event) -> bool {
+        true
+    }
+
     /// Delivers every event of `batch`, or reports why not. `Ok` means the destination has
     /// accepted all of them; the runtime then acknowledges them.
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError>;

@@ -8,9 +8,12 @@
 //! - [`receiver`]: an HTTP server that records what destinations receive, verifies webhook
 //!   signatures, and answers with a status the test chooses.
 //! - [`sample`]: Segment events as analytics.js would send them.
+//! - [`contracts`]: servers enforcing the published contracts of Amplitude, Mixpanel, Slack and
+//!   Segment, with fault injection.
 //! - [`produce`]: producing records and reading topics back.
 
 pub mod broker;
+pub mod contracts;
 pub mod produce;
 pub mod receiver;
 pub mod sample;

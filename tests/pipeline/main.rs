@@ -9,6 +9,7 @@ mod backpressure;
 mod bad_input;
 mod commit;
 mod config_cli;
+mod connectors;
 mod crash;
 mod outage;
 mod rebalance;

@@ -12,7 +12,7 @@ use super::config::AmplitudeSettings;
 use super::request_builder;
 use crate::destination::{ApiLimits, BuildContext, Destination};
 use crate::error::{BuildError, DeliveryError, Others, RejectedEvent};
-use crate::event::Event;
+use crate::event::{Event, EventType};
 use crate::http;
 use crate::registry::{ConnectorKind, SettingDoc};
 use crate::secret::Secret;
@@ -145,6 +145,10 @@ impl ErrorBody {
 
 #[async_trait]
 impl Destination for AmplitudeConnector {
+    fn accepts(&self, event: &Event) -> bool {
+        event.event_type() != EventType::Alias
+    }
+
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
         let Some(request) =
             request_builder::request(self.api_key.expose(), self.min_id_length, batch)

@@ -11,7 +11,7 @@ use super::config::MixpanelSettings;
 use super::request_builder::{self, Requests};
 use crate::destination::{ApiLimits, BuildContext, Destination};
 use crate::error::{BuildError, DeliveryError, Others, RejectedEvent};
-use crate::event::Event;
+use crate::event::{Event, EventType};
 use crate::http;
 use crate::registry::{ConnectorKind, SettingDoc};
 use crate::secret::Secret;
@@ -234,6 +234,10 @@ impl MixpanelConnector {
 
 #[async_trait]
 impl Destination for MixpanelConnector {
+    fn accepts(&self, event: &Event) -> bool {
+        !matches!(event.event_type(), EventType::Group | EventType::Alias)
+    }
+
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
         let requests = request_builder::requests(self.token.expose(), batch);
         // Imports first: a retry of the whole batch is safe ($insert_id de-duplicates, a

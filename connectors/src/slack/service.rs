@@ -118,11 +118,12 @@ impl ConnectorKind for SlackConnector {
 
 #[async_trait]
 impl Destination for SlackConnector {
+    fn accepts(&self, event: &Event) -> bool {
+        event.name().is_some_and(|n| self.events.contains(n))
+    }
+
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        for event in batch {
-            if !event.name().is_some_and(|n| self.events.contains(n)) {
-                continue;
-            }
+        for event in batch.iter().filter(|e| self.accepts(e)) {
             let value: serde_json::Value = serde_json::from_slice(event.raw()).unwrap_or_default();
             let body = json!({ "text": self.template.render(&value) });
             let request = self
