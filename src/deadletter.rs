@@ -138,7 +138,6 @@ pub struct DeadLetters {
 struct Inner {
     producer: FutureProducer,
     topic: String,
-    backoff: Backoff,
 }
 
 impl std::fmt::Debug for DeadLetters {
@@ -153,14 +152,7 @@ impl DeadLetters {
     /// Dead letters produced to `topic` with `producer`.
     pub fn new(producer: FutureProducer, topic: String) -> Self {
         DeadLetters {
-            inner: Some(Arc::new(Inner {
-                producer,
-                topic,
-                backoff: Backoff {
-                    initial: Duration::from_millis(200),
-                    max: Duration::from_secs(30),
-                },
-            })),
+            inner: Some(Arc::new(Inner { producer, topic })),
         }
     }
 
@@ -184,41 +176,62 @@ impl DeadLetters {
                 .increment(1);
             return Err(NotConfigured);
         };
-        let headers = letter.headers();
-        let mut attempt = 0;
-        loop {
-            let mut record = FutureRecord::to(&inner.topic)
-                .payload(letter.payload)
-                .headers(headers.clone());
-            if let Some(key) = &letter.origin.key {
-                record = record.key(&key[..]);
-            }
-            match inner
-                .producer
-                .send(record, Timeout::After(Duration::from_secs(30)))
-                .await
-            {
-                Ok(_) => {
-                    metrics::counter!("courier_dead_letters_total", "stage" => letter.stage.as_str()).increment(1);
-                    tracing::warn!(
-                        stage = letter.stage.as_str(),
-                        reason = letter.reason,
-                        topic = &*letter.origin.topic,
-                        partition = letter.origin.partition,
-                        offset = letter.origin.offset,
-                        customer = letter.destination.map(|d| d.customer),
-                        destination = letter.destination.map(|d| d.name),
-                        status = letter.status,
-                        "dead-lettered"
-                    );
-                    return Ok(());
-                }
-                Err((err, _)) => {
-                    let delay = inner.backoff.delay(attempt, None);
-                    tracing::error!(error = %err, attempt, delay_ms = delay.as_millis() as u64, "dead-letter produce failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    attempt = attempt.saturating_add(1);
-                }
+        produce_acked(
+            &inner.producer,
+            &inner.topic,
+            letter.origin.key.as_deref(),
+            letter.payload,
+            letter.headers(),
+        )
+        .await;
+        metrics::counter!("courier_dead_letters_total", "stage" => letter.stage.as_str())
+            .increment(1);
+        tracing::warn!(
+            stage = letter.stage.as_str(),
+            reason = letter.reason,
+            topic = &*letter.origin.topic,
+            partition = letter.origin.partition,
+            offset = letter.origin.offset,
+            customer = letter.destination.map(|d| d.customer),
+            destination = letter.destination.map(|d| d.name),
+            status = letter.status,
+            "dead-lettered"
+        );
+        Ok(())
+    }
+}
+
+/// Produces one record and waits until the broker acknowledged it, retrying broker errors with
+/// backoff for as long as it takes (the caller's message stays not done meanwhile).
+pub async fn produce_acked(
+    producer: &FutureProducer,
+    topic: &str,
+    key: Option<&[u8]>,
+    payload: &[u8],
+    headers: OwnedHeaders,
+) {
+    let backoff = Backoff {
+        initial: Duration::from_millis(200),
+        max: Duration::from_secs(30),
+    };
+    let mut attempt = 0;
+    loop {
+        let mut record = FutureRecord::to(topic)
+            .payload(payload)
+            .headers(headers.clone());
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        match producer
+            .send(record, Timeout::After(Duration::from_secs(30)))
+            .await
+        {
+            Ok(_) => return,
+            Err((err, _)) => {
+                let delay = backoff.delay(attempt, None);
+                tracing::error!(topic, error = %err, attempt, delay_ms = delay.as_millis() as u64, "produce failed; retrying");
+                tokio::time::sleep(delay).await;
+                attempt = attempt.saturating_add(1);
             }
         }
     }

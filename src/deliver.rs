@@ -15,6 +15,10 @@
 //! - on "too large" splits the batch in halves and delivers each (a single event that is
 //!   still too large is dead-lettered).
 //!
+//! With a retry topic configured, a batch still failing after its inline budget (or waiting
+//! that long on an open circuit) has its events parked there (see [`crate::retry`]); events
+//! that come from the retry topic are parked again at their first failure.
+//!
 //! Every request first passes the instance's circuit breaker (closed, or the half-open probe)
 //! and rate limiter; while the circuit is open its batches wait, still in flight.
 //!
@@ -35,9 +39,10 @@ use tokio::sync::mpsc;
 use crate::ack::MessageAck;
 use crate::backoff::Backoff;
 use crate::batch::Batcher;
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{CircuitBreaker, Permit};
 use crate::deadletter::{DeadLetter, DeadLetters, DestinationTag, Origin, Stage};
 use crate::ratelimit::RateLimiter;
+use crate::retry::{now_millis, Parking, RetryState};
 use crate::settings::DeliverySettings;
 
 /// One event on its way to one destination.
@@ -49,6 +54,18 @@ pub struct EventCopy {
     pub origin: Arc<Origin>,
     /// This copy's share of the message's acknowledgement.
     pub ack: MessageAck,
+    /// Its retry state when it comes from the retry topic (`None` in the main flow).
+    pub retry: Option<RetryState>,
+}
+
+/// Where events go that cannot be delivered now: the dead-letter topic, and the retry topic
+/// when non-blocking retries are configured.
+#[derive(Debug, Clone)]
+pub struct Fallback {
+    /// The dead-letter producer.
+    pub dead_letters: DeadLetters,
+    /// The retry topic, if configured.
+    pub parking: Option<Arc<Parking>>,
 }
 
 /// Who a destination instance belongs to.
@@ -89,7 +106,7 @@ pub fn spawn(
     id: DestinationId,
     destination: Arc<dyn Destination>,
     settings: DeliverySettings,
-    dead_letters: DeadLetters,
+    fallback: Fallback,
 ) -> DestinationHandle {
     let (queue, rx) = mpsc::channel(settings.queue_capacity);
     let id = Arc::new(id);
@@ -108,7 +125,7 @@ pub fn spawn(
             initial: Duration::from_millis(settings.retry_initial_backoff_ms),
             max: Duration::from_millis(settings.retry_max_backoff_ms),
         },
-        dead_letters,
+        fallback,
     };
     let destination = worker.destination.clone();
     tokio::spawn(Arc::new(worker).run(rx, settings));
@@ -125,7 +142,7 @@ struct Worker {
     breaker: CircuitBreaker,
     destination: Arc<dyn Destination>,
     backoff: Backoff,
-    dead_letters: DeadLetters,
+    fallback: Fallback,
 }
 
 impl Worker {
@@ -171,9 +188,14 @@ impl Worker {
         async move {
             let kind: &str = &self.id.kind;
             let mut attempt: u32 = 0;
+            let started = Instant::now();
             while !batch.is_empty() {
                 let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
-                let permit = self.breaker.acquire().await;
+                let Some(permit) = self.permit(started, &batch).await else {
+                    let err = DeliveryError::retryable("circuit open: the destination keeps failing");
+                    self.park(batch, &err).await;
+                    return;
+                };
                 self.limiter.acquire(events.len()).await;
                 let started = Instant::now();
                 let result = self.destination.deliver(&events).await;
@@ -190,6 +212,18 @@ impl Worker {
                 };
                 match &err.failure {
                     Failure::Retryable { .. } => {
+                        if let Some(parking) = &self.fallback.parking {
+                            // Events past their inline budget (and retried ones, whose cadence
+                            // is the retry topic's) are parked; the rest keep retrying here.
+                            let spent = started.elapsed() >= parking.policy().inline_budget();
+                            let (park, keep): (Vec<_>, Vec<_>) =
+                                batch.into_iter().partition(|c| spent || c.retry.is_some());
+                            self.park(park, &err).await;
+                            batch = keep;
+                            if batch.is_empty() {
+                                return;
+                            }
+                        }
                         let delay = self.backoff.delay(attempt, err.retry_after());
                         metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned())
                             .increment(1);
@@ -247,6 +281,71 @@ impl Worker {
         .boxed()
     }
 
+    /// Waits for the circuit breaker, but with a retry topic no longer than the batch's inline
+    /// budget (none for retried events); `None` when the wait ran out.
+    async fn permit(&self, started: Instant, batch: &[EventCopy]) -> Option<Permit> {
+        let Some(parking) = &self.fallback.parking else {
+            return Some(self.breaker.acquire().await);
+        };
+        let left = if batch.iter().any(|c| c.retry.is_some()) {
+            Duration::ZERO
+        } else {
+            parking
+                .policy()
+                .inline_budget()
+                .saturating_sub(started.elapsed())
+        };
+        tokio::time::timeout(left, self.breaker.acquire())
+            .await
+            .ok()
+    }
+
+    /// Parks copies on the retry topic (settling each once the broker has it); copies past
+    /// the maximum age are dead-lettered instead.
+    async fn park(&self, copies: Vec<EventCopy>, err: &DeliveryError) {
+        let Some(parking) = &self.fallback.parking else {
+            return;
+        };
+        if copies.is_empty() {
+            return;
+        }
+        let now = now_millis();
+        let reason = err.to_string();
+        let mut expired = Vec::new();
+        let mut parked = Vec::new();
+        for copy in copies {
+            match parking.policy().next_state(copy.retry, now) {
+                Some(state) => parked.push((copy, state)),
+                None => {
+                    let attempts = copy.retry.map_or(0, |r| r.attempt);
+                    expired.push((
+                        copy,
+                        format!("gave up after {attempts} parked attempts: {reason}"),
+                    ));
+                }
+            }
+        }
+        tracing::warn!(
+            customer = &*self.id.customer,
+            destination = &*self.id.name,
+            kind = &*self.id.kind,
+            events = parked.len(),
+            error = %err,
+            "destination still failing; parking events on the retry topic"
+        );
+        let sends = parked.into_iter().map(|(copy, state)| {
+            let reason = &reason;
+            async move {
+                parking
+                    .park(copy.event.raw(), &copy.origin, &self.id, state, reason)
+                    .await;
+                copy.ack.settle();
+            }
+        });
+        futures::future::join_all(sends).await;
+        self.dead_letter(expired, err).await;
+    }
+
     fn settle(&self, batch: Vec<EventCopy>) {
         let kind = self.id.kind.to_string();
         metrics::counter!("courier_events_delivered_total", "kind" => kind.clone())
@@ -279,7 +378,7 @@ impl Worker {
                 status: err.status,
                 response: err.response.as_deref(),
             };
-            if self.dead_letters.send(&letter).await.is_ok() {
+            if self.fallback.dead_letters.send(&letter).await.is_ok() {
                 copy.ack.settle();
             }
         });

@@ -11,8 +11,7 @@ use courier_connectors::registry::Built;
 use courier_connectors::{BuildContext, BuildError, Registry};
 
 use crate::customers::{Customer, DestinationConfig};
-use crate::deadletter::DeadLetters;
-use crate::deliver::{self, DestinationId};
+use crate::deliver::{self, DestinationId, Fallback};
 use crate::route::{CustomerRoute, RoutingTable, Target};
 use crate::settings::DeliverySettings;
 
@@ -99,7 +98,7 @@ pub fn routing_table(
     customers: &[Customer],
     registry: &Registry,
     http: &reqwest::Client,
-    dead_letters: &DeadLetters,
+    fallback: &Fallback,
 ) -> Result<RoutingTable, DestinationError> {
     let mut routes = Vec::with_capacity(customers.len());
     for customer in customers {
@@ -125,7 +124,7 @@ pub fn routing_table(
                 destination_id,
                 built.destination,
                 delivery,
-                dead_letters.clone(),
+                fallback.clone(),
             );
             targets.push(Target {
                 filter: d.filter.clone(),

@@ -48,12 +48,12 @@ pub fn producer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// A consumer of the group that never joins it: reads committed offsets and watermarks.
-pub fn observer_config(settings: &Settings) -> ClientConfig {
+/// A consumer of `group` that never joins it: reads committed offsets and watermarks.
+pub fn observer_config(settings: &Settings, group: &str) -> ClientConfig {
     let k = &settings.kafka;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &k.brokers)
-        .set("group.id", &k.group_id)
+        .set("group.id", group)
         .set("client.id", client_id("courier-cli"))
         .set("enable.auto.commit", "false");
     apply(&mut c, &k.properties);

@@ -12,6 +12,7 @@
 //! - [`batch`], [`backoff`]: the pure pieces of delivery.
 //! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.
 //! - [`deadletter`]: the dead-letter producer and its headers.
+//! - [`retry`]: the retry topic: parking events of a failing destination, and their headers.
 //!
 //! Around it:
 //! - [`settings`], [`customers`]: configuration, layered and validated before any I/O.
@@ -42,6 +43,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod partition;
 pub mod ratelimit;
+pub mod retry;
 pub mod route;
 pub mod settings;
 pub mod telemetry;

@@ -116,8 +116,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Offsets(OffsetsCommand::Show { json }) => {
             let settings = Settings::load(&cli.config, None)?;
-            let rows =
-                offsets::show(&settings, &settings.kafka.topics).context("reading offsets")?;
+            let rows = offsets::show(&settings, &settings.kafka.group_id, &settings.kafka.topics)
+                .context("reading offsets")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             } else {

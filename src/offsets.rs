@@ -32,9 +32,14 @@ pub struct PartitionOffsets {
     pub lag: i64,
 }
 
-/// Committed offsets, log start/end and lag for every partition of `topics`.
-pub fn show(settings: &Settings, topics: &[String]) -> anyhow::Result<Vec<PartitionOffsets>> {
-    let consumer: BaseConsumer = kafka::observer_config(settings)
+/// Committed offsets of consumer group `group`, log start/end and lag for every partition of
+/// `topics`.
+pub fn show(
+    settings: &Settings,
+    group: &str,
+    topics: &[String],
+) -> anyhow::Result<Vec<PartitionOffsets>> {
+    let consumer: BaseConsumer = kafka::observer_config(settings, group)
         .create()
         .context("creating the consumer")?;
     let mut tpl = TopicPartitionList::new();

@@ -22,7 +22,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use courier_connectors::Event;
 use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
@@ -31,7 +31,8 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::MessageAck;
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
-use crate::deliver::EventCopy;
+use crate::deliver::{DestinationHandle, EventCopy};
+use crate::retry;
 use crate::route::RoutingTable;
 use crate::settings::ConsumerSettings;
 use crate::tracker::OffsetTracker;
@@ -48,6 +49,8 @@ pub struct PartitionEnv {
     pub dead_letters: DeadLetters,
     /// Limits and timings.
     pub limits: ConsumerSettings,
+    /// Which topic the tasks serve.
+    pub mode: Mode,
 }
 
 /// A message copied out of librdkafka's buffer.
@@ -55,6 +58,39 @@ struct Inbound {
     offset: i64,
     payload: Bytes,
     key: Option<Bytes>,
+    /// Only read in the retry flow, where they carry the retry state.
+    headers: Option<OwnedHeaders>,
+}
+
+/// Which topic a partition task serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The main topics: route each event to its customer's destinations.
+    Main,
+    /// The retry topic: send each parked event to its one destination when due.
+    Retry,
+}
+
+/// Sends a copy to a destination's queue; false when cancelled first. A stopped destination
+/// (its task gone) leaves the copy unsettled: the message is held, never dropped.
+async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &CancellationToken) -> bool {
+    let offset = copy.origin.offset;
+    tokio::select! {
+        biased;
+        // The unsent copy and the root share drop unsettled: the message is not done.
+        () = cancel.cancelled() => false,
+        sent = handle.queue.send(copy) => {
+            if sent.is_err() {
+                tracing::error!(
+                    customer = &*handle.id.customer,
+                    destination = &*handle.id.name,
+                    offset,
+                    "destination is stopped; holding the message"
+                );
+            }
+            true
+        }
+    }
 }
 
 /// The state of one partition's task.
@@ -127,6 +163,10 @@ impl PartitionTask {
                         offset: m.offset(),
                         payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
                         key: m.key().map(Bytes::copy_from_slice),
+                        headers: match self.env.mode {
+                            Mode::Main => None,
+                            Mode::Retry => m.headers().map(|h| h.detach()),
+                        },
                     },
                     Err(err) => {
                         tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "consume error");
@@ -181,19 +221,33 @@ impl PartitionTask {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: msg.offset,
-            key: msg.key,
+            key: msg.key.clone(),
         });
-        let event = match Event::parse(msg.payload.clone(), self.env.limits.max_message_bytes) {
+        match self.env.mode {
+            Mode::Main => self.route(msg.payload, origin, ack, cancel).await,
+            Mode::Retry => self.retry(msg, origin, ack, cancel).await,
+        }
+    }
+
+    /// Main flow: one copy to each of the customer's enabled destinations that wants it.
+    async fn route(
+        &self,
+        payload: Bytes,
+        origin: Arc<Origin>,
+        ack: MessageAck,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let event = match Event::parse(payload.clone(), self.env.limits.max_message_bytes) {
             Ok(event) => event,
             Err(reason) => {
-                self.dead_letter(msg.payload, origin, Stage::Decode, reason.to_string(), ack);
+                self.dead_letter(payload, origin, Stage::Decode, reason.to_string(), ack);
                 return true;
             }
         };
         let customer = self.env.routes.load().customer(event.write_key()).cloned();
         let Some(customer) = customer else {
             self.dead_letter(
-                msg.payload,
+                payload,
                 origin,
                 Stage::Route,
                 "unknown write key".into(),
@@ -210,20 +264,68 @@ impl PartitionTask {
                 event: event.clone(),
                 origin: origin.clone(),
                 ack: ack.share(),
+                retry: None,
             };
-            tokio::select! {
-                biased;
-                // The unsent copy and the root share drop unsettled: the message is not done.
-                () = cancel.cancelled() => return false,
-                sent = target.handle.queue.send(copy) => if sent.is_err() {
-                    tracing::error!(
-                        customer = &*customer.id,
-                        destination = &*target.handle.id.name,
-                        offset = origin.offset,
-                        "destination is stopped; holding the message"
-                    );
-                }
+            if !send(&target.handle, copy, cancel).await {
+                return false;
             }
+        }
+        ack.settle();
+        true
+    }
+
+    /// Retry flow: wait until the parked event is due, then one copy to its one destination.
+    async fn retry(
+        &self,
+        msg: Inbound,
+        here: Arc<Origin>,
+        ack: MessageAck,
+        cancel: &CancellationToken,
+    ) -> bool {
+        let parked = match retry::parse(msg.headers.as_ref(), msg.key) {
+            Ok(parked) => parked,
+            Err(reason) => {
+                self.dead_letter(msg.payload, here, Stage::Decode, reason, ack);
+                return true;
+            }
+        };
+        let origin = Arc::new(parked.origin.clone());
+        let wait = parked.not_before_ms - retry::now_millis();
+        if wait > 0 {
+            tokio::select! {
+                () = cancel.cancelled() => return false,
+                () = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
+            }
+        }
+        let handle = self
+            .env
+            .routes
+            .load()
+            .destination(&parked.customer, &parked.destination)
+            .cloned();
+        let Some(handle) = handle else {
+            let reason = format!(
+                "destination {}/{} is no longer enabled; the parked event cannot be retried",
+                parked.customer, parked.destination
+            );
+            self.dead_letter(msg.payload, origin, Stage::Route, reason, ack);
+            return true;
+        };
+        let event = match Event::parse(msg.payload.clone(), usize::MAX) {
+            Ok(event) => Arc::new(event),
+            Err(reason) => {
+                self.dead_letter(msg.payload, origin, Stage::Decode, reason.to_string(), ack);
+                return true;
+            }
+        };
+        let copy = EventCopy {
+            event,
+            origin,
+            ack: ack.share(),
+            retry: Some(parked.state),
+        };
+        if !send(&handle, copy, cancel).await {
+            return false;
         }
         ack.settle();
         true

@@ -95,19 +95,37 @@ pub struct CustomerRoute {
 #[derive(Debug, Default)]
 pub struct RoutingTable {
     by_write_key: HashMap<Box<str>, Arc<CustomerRoute>>,
+    /// Enabled destinations by (customer id, destination name), for the retry consumer.
+    by_destination: HashMap<(Arc<str>, Arc<str>), DestinationHandle>,
 }
 
 impl RoutingTable {
     /// A table from customers and their write keys.
     pub fn new(customers: impl IntoIterator<Item = (Vec<String>, CustomerRoute)>) -> Self {
         let mut by_write_key = HashMap::new();
+        let mut by_destination = HashMap::new();
         for (keys, route) in customers {
+            for t in &route.targets {
+                by_destination.insert(
+                    (route.id.clone(), t.handle.id.name.clone()),
+                    t.handle.clone(),
+                );
+            }
             let route = Arc::new(route);
             for key in keys {
                 by_write_key.insert(key.into_boxed_str(), route.clone());
             }
         }
-        RoutingTable { by_write_key }
+        RoutingTable {
+            by_write_key,
+            by_destination,
+        }
+    }
+
+    /// The enabled destination `name` of customer `customer`.
+    pub fn destination(&self, customer: &str, name: &str) -> Option<&DestinationHandle> {
+        self.by_destination
+            .get(&(Arc::from(customer), Arc::from(name)))
     }
 
     /// The customer that owns `write_key`.

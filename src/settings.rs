@@ -31,6 +31,9 @@ pub struct Settings {
     /// Where undeliverable messages go.
     #[serde(default)]
     pub dead_letter: DeadLetterSettings,
+    /// Non-blocking retries through a retry topic.
+    #[serde(default)]
+    pub retry: RetrySettings,
     /// Directory of customer files (`*.toml`, one customer each).
     pub customers_dir: PathBuf,
     /// Logging.
@@ -202,6 +205,38 @@ pub struct DeadLetterSettings {
     /// The dead-letter topic. Unset: a message that cannot be delivered holds its partition's
     /// committed offset (and is logged at error level) instead of being dropped.
     pub topic: Option<String>,
+}
+
+/// Non-blocking retries: events a destination keeps failing are parked on a retry topic
+/// instead of holding their partition.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySettings {
+    /// The retry topic. Unset: events are retried inline for as long as it takes.
+    pub topic: Option<String>,
+    /// The retry consumer's group (default: the main group id with `-retry`).
+    pub group_id: Option<String>,
+    /// How long a batch is retried inline before its events are parked.
+    pub inline_budget_ms: u64,
+    /// The first delay before a parked event is tried again; doubles per attempt.
+    pub initial_delay_ms: u64,
+    /// The longest delay between tries of a parked event.
+    pub max_delay_ms: u64,
+    /// A parked event still failing this long after its first failure is dead-lettered.
+    pub max_age_ms: u64,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        RetrySettings {
+            topic: None,
+            group_id: None,
+            inline_budget_ms: 120_000,
+            initial_delay_ms: 30_000,
+            max_delay_ms: 3_600_000,
+            max_age_ms: 86_400_000,
+        }
+    }
 }
 
 /// Log output.
@@ -403,6 +438,14 @@ impl Settings {
             return Err("dead_letter.topic must not be one of kafka.topics".into());
         }
         self.delivery.validate("delivery")
+    }
+
+    /// The retry consumer's group id.
+    pub fn retry_group_id(&self) -> String {
+        self.retry
+            .group_id
+            .clone()
+            .unwrap_or_else(|| format!("{}-retry", self.kafka.group_id))
     }
 
     /// The drain timeout as a duration.

@@ -1,6 +1,10 @@
 //! `courier run`: wires configuration, destinations, the dead-letter producer and the group
 //! consumer together, and runs until the shutdown token fires.
 //!
+//! With `retry.topic` set, the worker runs a second consumer (group `retry.group_id`) on the
+//! retry topic, with its own poll thread and partition tasks, sharing the routing table and the
+//! destination instances.
+//!
 //! Start-up order matters: destinations are built (and the configuration rejected if any fails)
 //! before the worker joins the group, so a worker that cannot deliver never takes partitions.
 //! Shutdown is a value passed in (a [`CancellationToken`]), not a global; when it fires the
@@ -18,9 +22,11 @@ use tokio_util::sync::CancellationToken;
 use crate::consumer::{run_poll_loop, CourierConsumer, CourierContext};
 use crate::customers;
 use crate::deadletter::DeadLetters;
+use crate::deliver::Fallback;
 use crate::destinations;
 use crate::kafka;
-use crate::partition::PartitionEnv;
+use crate::partition::{Mode, PartitionEnv};
+use crate::retry::Parking;
 use crate::settings::Settings;
 
 /// Runs a worker until `shutdown` fires and the worker has drained and left the group.
@@ -38,13 +44,12 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         settings.customers_dir.display()
     );
     let registry = Registry::builtin();
+    // One idempotent producer serves the dead-letter and the retry topics.
+    let producer: FutureProducer = kafka::producer_config(&settings)
+        .create()
+        .context("creating the producer")?;
     let dead_letters = match &settings.dead_letter.topic {
-        Some(topic) => {
-            let producer: FutureProducer = kafka::producer_config(&settings)
-                .create()
-                .context("creating the dead-letter producer")?;
-            DeadLetters::new(producer, topic.clone())
-        }
+        Some(topic) => DeadLetters::new(producer.clone(), topic.clone()),
         None => {
             tracing::warn!(
                 "no dead_letter.topic: a message that cannot be delivered holds its partition"
@@ -52,45 +57,90 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             DeadLetters::disabled()
         }
     };
+    let parking = settings
+        .retry
+        .topic
+        .as_ref()
+        .map(|topic| Parking::new(producer, topic.clone(), settings.retry.clone()));
+    let fallback = Fallback {
+        dead_letters: dead_letters.clone(),
+        parking,
+    };
     let table = destinations::routing_table(
         &customers,
         &registry,
         &destinations::http_client(),
-        &dead_letters,
+        &fallback,
     )?;
     let routes = Arc::new(ArcSwap::from_pointee(table));
-    let env = Arc::new(PartitionEnv {
-        routes,
-        dead_letters,
-        limits: settings.consumer.clone(),
-    });
-    let context = CourierContext::new(tokio::runtime::Handle::current(), env);
+
+    let mut consumers = vec![start_consumer(
+        kafka::consumer_config(&settings),
+        &settings.kafka.topics,
+        PartitionEnv {
+            routes: routes.clone(),
+            dead_letters: dead_letters.clone(),
+            limits: settings.consumer.clone(),
+            mode: Mode::Main,
+        },
+        shutdown.clone(),
+    )?];
+    if let Some(topic) = &settings.retry.topic {
+        let mut config = kafka::consumer_config(&settings);
+        config.set("group.id", settings.retry_group_id());
+        consumers.push(start_consumer(
+            config,
+            std::slice::from_ref(topic),
+            PartitionEnv {
+                routes,
+                dead_letters,
+                limits: settings.consumer.clone(),
+                mode: Mode::Retry,
+            },
+            shutdown,
+        )?);
+    }
+    tracing::info!(
+        group = &*settings.kafka.group_id,
+        topics = ?settings.kafka.topics,
+        retry_topic = settings.retry.topic.as_deref(),
+        customers = customers.len(),
+        "worker started"
+    );
+    for finished in consumers {
+        finished.await.context("a poll thread panicked")?;
+    }
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// Creates a consumer with `config` for `topics`, subscribes, and serves it on its own poll
+/// thread until `shutdown`; the returned receiver fires when that thread has finished.
+fn start_consumer(
+    config: rdkafka::ClientConfig,
+    topics: &[String],
+    env: PartitionEnv,
+    shutdown: CancellationToken,
+) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
+    let mode = env.mode;
+    let context = CourierContext::new(tokio::runtime::Handle::current(), Arc::new(env));
     let consumer: Arc<CourierConsumer> = Arc::new(
-        kafka::consumer_config(&settings)
+        config
             .create_with_context(context)
             .context("creating the consumer")?,
     );
     CourierContext::bind(&consumer);
-    let topics: Vec<&str> = settings.kafka.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics).context("subscribing")?;
-    tracing::info!(
-        group = &*settings.kafka.group_id,
-        topics = ?settings.kafka.topics,
-        customers = customers.len(),
-        "worker started"
-    );
-
+    let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&names).context("subscribing")?;
     let (finished_tx, finished_rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("courier-poll".into())
+        .name(format!("courier-poll-{mode:?}").to_lowercase())
         .spawn(move || {
             run_poll_loop(consumer, shutdown);
             let _ = finished_tx.send(());
         })
         .context("starting the poll thread")?;
-    finished_rx.await.context("the poll thread panicked")?;
-    tracing::info!("worker stopped");
-    Ok(())
+    Ok(finished_rx)
 }
 
 /// Fires the returned token on SIGTERM or SIGINT.

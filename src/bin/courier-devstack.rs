@@ -29,7 +29,8 @@ enum Command {
         #[arg(long = "topic")]
         topics: Vec<String>,
         /// Also create the topics a worker configuration names (`kafka.topics` with
-        /// `--partitions` each, and the dead-letter topic with one partition).
+        /// `--partitions` each, the retry topic likewise, and the dead-letter topic with one
+        /// partition).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Partition count for the topics taken from `--config`.
@@ -151,6 +152,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                         .map(|t| (t.clone(), partitions)),
                 );
                 specs.extend(settings.dead_letter.topic.iter().map(|t| (t.clone(), 1)));
+                specs.extend(settings.retry.topic.iter().map(|t| (t.clone(), partitions)));
             }
             anyhow::ensure!(!specs.is_empty(), "name topics with --topic or --config");
             let specs: Vec<(&str, i32)> = specs.iter().map(|(t, p)| (t.as_str(), *p)).collect();
@@ -227,7 +229,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             let started = Instant::now();
             loop {
                 let rows = tokio::task::block_in_place(|| {
-                    offsets::show(&settings, &settings.kafka.topics)
+                    offsets::show(&settings, &settings.kafka.group_id, &settings.kafka.topics)
                 })?;
                 let lag: i64 = rows.iter().map(|r| r.lag).sum();
                 if lag == 0

@@ -15,6 +15,7 @@ async fn bad_input_and_rejections_land_in_the_dead_letter_topic() {
     let stack = Stack::start(Spec {
         partitions: 1,
         dead_letter: true,
+        retry: false,
         customers: vec![("acme.toml", acme)],
         env: &[],
     })

@@ -40,6 +40,7 @@ async fn commit_waits_for_delivery_while_a_destination_answers_503() {
 async fn without_a_dead_letter_topic_a_rejected_event_holds_its_partition() {
     let stack = Stack::start(Spec {
         dead_letter: false,
+        retry: false,
         ..Spec::one_hook(1, "")
     })
     .await;

@@ -21,6 +21,7 @@ fn spec(destination: &str) -> Spec {
     Spec {
         partitions: 2,
         dead_letter: true,
+        retry: false,
         customers: vec![(
             "acme.toml",
             format!("id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n{destination}"),

@@ -25,6 +25,7 @@ async fn sigkill_mid_stream_then_restart_delivers_every_event() {
     let stack = Stack::start(Spec {
         partitions: 4,
         dead_letter: true,
+        retry: false,
         customers: vec![("acme.toml", acme)],
         env: &[],
     })

@@ -11,6 +11,7 @@ mod commit;
 mod config_cli;
 mod connectors;
 mod crash;
+mod isolation;
 mod outage;
 mod rebalance;
 mod routing;

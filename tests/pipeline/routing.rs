@@ -23,6 +23,7 @@ async fn routes_each_customers_events_to_exactly_its_enabled_destinations() {
     let stack = Stack::start(Spec {
         partitions: 4,
         dead_letter: true,
+        retry: false,
         customers: vec![("acme.toml", acme), ("globex.toml", globex)],
         env: &[],
     })

@@ -15,6 +15,7 @@ use courier::settings::Settings;
 
 pub const TOPIC: &str = "events";
 pub const DEAD_LETTER_TOPIC: &str = "dead-letters";
+pub const RETRY_TOPIC: &str = "retries";
 pub const SECRET_VAR: &str = "COURIER_TEST_WEBHOOK_SECRET";
 pub const SECRET: &str = "test-s3cret";
 
@@ -22,6 +23,8 @@ pub const SECRET: &str = "test-s3cret";
 pub struct Spec {
     pub partitions: i32,
     pub dead_letter: bool,
+    /// Whether to park failing events on a retry topic (2 s inline budget, 0.5–2 s delays).
+    pub retry: bool,
     /// Customer files: (file name, TOML). `{receiver}` is replaced by the receiver's base URL.
     pub customers: Vec<(&'static str, String)>,
     /// `COURIER__...` overrides for every worker of the stack.
@@ -35,6 +38,7 @@ impl Spec {
         Spec {
             partitions,
             dead_letter: true,
+            retry: false,
             customers: vec![(
                 "acme.toml",
                 customer("acme", "wk_acme", &[("hook", "acme/hook", delivery)]),
@@ -59,6 +63,9 @@ impl Stack {
         if spec.dead_letter {
             topics.push((DEAD_LETTER_TOPIC, 1));
         }
+        if spec.retry {
+            topics.push((RETRY_TOPIC, spec.partitions));
+        }
         let broker = LocalBroker::start(&topics).expect("broker");
         let receiver = Receiver::start("127.0.0.1:0", None)
             .await
@@ -71,11 +78,16 @@ impl Stack {
         for (name, body) in &spec.customers {
             std::fs::write(customers.join(name), body.replace("{receiver}", base)).unwrap();
         }
-        let dead_letter = if spec.dead_letter {
+        let mut dead_letter = if spec.dead_letter {
             format!("[dead_letter]\ntopic = \"{DEAD_LETTER_TOPIC}\"\n")
         } else {
             String::new()
         };
+        if spec.retry {
+            dead_letter.push_str(&format!(
+                "[retry]\ntopic = \"{RETRY_TOPIC}\"\ninline_budget_ms = 2000\ninitial_delay_ms = 500\nmax_delay_ms = 2000\n"
+            ));
+        }
         let config = dir.path().join("courier.toml");
         std::fs::write(
             &config,
@@ -166,10 +178,21 @@ level = "info,librdkafka=warn"
         Settings::load(&self.config, Some(config::Map::new())).expect("settings")
     }
 
+    /// The retry group's committed offsets on the retry topic.
+    pub fn retry_offsets(&self) -> Vec<PartitionOffsets> {
+        let settings = self.settings();
+        offsets::show(
+            &settings,
+            &settings.retry_group_id(),
+            &[RETRY_TOPIC.to_owned()],
+        )
+        .expect("offsets")
+    }
+
     /// Committed offset, log end and lag per partition of the test topic.
     pub fn offsets(&self) -> Vec<PartitionOffsets> {
         let settings = self.settings();
-        offsets::show(&settings, &settings.kafka.topics).expect("offsets")
+        offsets::show(&settings, &settings.kafka.group_id, &settings.kafka.topics).expect("offsets")
     }
 
     /// Whether the group committed every partition to its end.
