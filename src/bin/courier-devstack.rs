@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use courier::devstack::contracts::{Contracts, Credentials};
 use courier::devstack::{broker::LocalBroker, produce, receiver::Receiver, sample};
 use courier::offsets;
 use courier::settings::Settings;
@@ -51,6 +52,13 @@ enum Command {
         /// `path=ENV_VAR`: require signatures on `path` made with the secret in `ENV_VAR`.
         #[arg(long = "secret")]
         secrets: Vec<String>,
+    },
+    /// Run the SaaS contract servers (Amplitude, Mixpanel, Slack, Segment) until SIGTERM or
+    /// SIGINT, with the credentials of `Credentials::default()`.
+    Contracts {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        listen: String,
     },
     /// Produce sample events, spread over the given write keys, plus optional bad input.
     Produce {
@@ -183,6 +191,11 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 receiver.expect_signature(path, secret.as_bytes());
             }
             println!("receiver listening on {}", receiver.url(""));
+            until_signal().await
+        }
+        Command::Contracts { listen } => {
+            let server = Contracts::start(&listen, Credentials::default()).await?;
+            println!("contract servers listening on {}", server.base_url());
             until_signal().await
         }
         Command::Produce {
