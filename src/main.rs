@@ -116,12 +116,25 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Offsets(OffsetsCommand::Show { json }) => {
             let settings = Settings::load(&cli.config, None)?;
-            let rows = offsets::show(&settings, &settings.kafka.group_id, &settings.kafka.topics)
-                .context("reading offsets")?;
+            let mut groups = vec![(
+                settings.kafka.group_id.clone(),
+                settings.kafka.topics.clone(),
+            )];
+            if let Some(topic) = &settings.retry.topic {
+                groups.push((settings.retry_group_id(), vec![topic.clone()]));
+            }
+            let mut all = serde_json::Map::new();
+            for (group, topics) in groups {
+                let rows = offsets::show(&settings, &group, &topics).context("reading offsets")?;
+                if json {
+                    all.insert(group, serde_json::to_value(&rows)?);
+                } else {
+                    println!("group {group}");
+                    print!("{}", offsets::table(&rows));
+                }
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print!("{}", offsets::table(&rows));
+                println!("{}", serde_json::to_string_pretty(&all)?);
             }
             Ok(())
         }
