@@ -197,12 +197,12 @@ impl Worker {
                     return;
                 };
                 self.limiter.acquire(events.len()).await;
-                let started = Instant::now();
+                let sent_at = Instant::now();
                 let result = self.destination.deliver(&events).await;
                 let retryable = matches!(&result, Err(e) if e.is_retryable());
                 self.breaker.record(permit, !retryable);
                 metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())
-                    .record(started.elapsed().as_secs_f64());
+                    .record(sent_at.elapsed().as_secs_f64());
                 let err = match result {
                     Ok(()) => {
                         self.settle(batch);

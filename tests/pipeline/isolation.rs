@@ -93,3 +93,39 @@ async fn a_destination_down_for_long_does_not_hold_the_others() {
     assert!(stack.dead_letters().is_empty(), "nothing was dead-lettered");
     let _ = worker;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_parked_after_the_inline_budget_even_with_the_circuit_closed() {
+    let stack = Stack::start(Spec {
+        partitions: 1,
+        dead_letter: true,
+        retry: true,
+        customers: vec![(
+            "acme.toml",
+            customer("acme", "wk_acme", &[("hook", "acme/hook", "")]),
+        )],
+        // The circuit never opens: only the inline budget can park.
+        env: &[("COURIER__DELIVERY__CIRCUIT_FAILURE_THRESHOLD", "1000000")],
+    })
+    .await;
+    stack.receiver.answer("acme/hook", Some(503));
+    let events = stack.produce_events("wk_acme", "acme", 0..50).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
+    let parked =
+        produce::read_topic(&stack.brokers(), RETRY_TOPIC, Duration::from_secs(20)).unwrap();
+    let parked_ids: HashSet<String> = parked
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["messageId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(parked_ids, ids(&events));
+    assert!(
+        !worker.log_text().contains("\"state\":\"open\""),
+        "the circuit stayed closed"
+    );
+}
