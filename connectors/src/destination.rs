@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::error::DeliveryError;
+use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
 
 /// One configured destination, ready to deliver batches.
@@ -86,4 +86,16 @@ pub struct BuildContext {
     pub batch: BatchLimits,
     /// A shared HTTP client (connection pool, TLS roots) for HTTP connectors.
     pub http: reqwest::Client,
+}
+
+impl BuildContext {
+    /// A settings error on `field` of this destination.
+    pub fn invalid(&self, field: &str, message: impl Into<String>) -> BuildError {
+        BuildError::InvalidSetting {
+            customer: self.customer.clone(),
+            destination: self.destination.clone(),
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
 }

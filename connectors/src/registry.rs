@@ -32,6 +32,16 @@ pub struct SettingDoc {
     pub description: &'static str,
 }
 
+impl SettingDoc {
+    /// The `timeout_ms` setting every HTTP connector has.
+    pub const TIMEOUT_MS: SettingDoc = SettingDoc {
+        name: "timeout_ms",
+        type_name: "integer",
+        default: Some("10000"),
+        description: "per-request timeout in milliseconds",
+    };
+}
+
 /// A kind of connector with typed settings.
 pub trait ConnectorKind: 'static {
     /// The kind's name in configuration (`kind = "webhook"`).

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{customer, ids, records, sample_events, until_fully_committed, Spec, Stack};
+use crate::support::{
+    customer, ids, payload_ids, records, sample_events, until_fully_committed, Spec, Stack,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_and_rejections_land_in_the_dead_letter_topic() {
@@ -87,16 +89,9 @@ async fn bad_input_and_rejections_land_in_the_dead_letter_topic() {
     let rejected: Vec<_> = letters
         .iter()
         .filter(|r| r.header("courier.stage") == Some("deliver"))
+        .cloned()
         .collect();
-    let rejected_ids: std::collections::HashSet<String> = rejected
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["messageId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let rejected_ids = payload_ids(&rejected);
     assert_eq!(
         rejected_ids, good,
         "every event the strict destination refused is dead-lettered"

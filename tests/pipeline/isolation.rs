@@ -2,14 +2,13 @@
 //! receiving, the main topic's offsets keep moving, the broken destination's events wait on
 //! the retry topic and arrive once it recovers.
 
-use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use courier::devstack::produce;
 
 use crate::support::{
-    customer, eventually, ids, records, sample_events, until_fully_committed, Spec, Stack,
-    RETRY_TOPIC,
+    customer, eventually, ids, payload_ids, records, sample_events, until_fully_committed, Spec,
+    Stack, RETRY_TOPIC,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -57,15 +56,7 @@ async fn a_destination_down_for_long_does_not_hold_the_others() {
     // Acme's events wait on the retry topic, with their destination in the headers.
     let parked =
         produce::read_topic(&stack.brokers(), RETRY_TOPIC, Duration::from_secs(20)).unwrap();
-    let parked_ids: HashSet<String> = parked
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["messageId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let parked_ids = payload_ids(&parked);
     assert_eq!(
         parked_ids,
         ids(&acme),
@@ -114,15 +105,7 @@ async fn events_are_parked_after_the_inline_budget_even_with_the_circuit_closed(
     until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
     let parked =
         produce::read_topic(&stack.brokers(), RETRY_TOPIC, Duration::from_secs(20)).unwrap();
-    let parked_ids: HashSet<String> = parked
-        .iter()
-        .map(|r| {
-            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["messageId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let parked_ids = payload_ids(&parked);
     assert_eq!(parked_ids, ids(&events));
     assert!(
         !worker.log_text().contains("\"state\":\"open\""),

@@ -315,6 +315,19 @@ pub fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The `messageId`s in the payloads of `records` (dead letters, parked events).
+pub fn payload_ids(records: &[Record]) -> HashSet<String> {
+    records
+        .iter()
+        .map(|r| {
+            serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap()["messageId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
 pub fn ids(events: &[serde_json::Value]) -> HashSet<String> {
     events
         .iter()

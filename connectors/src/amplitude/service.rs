@@ -75,12 +75,7 @@ impl ConnectorKind for AmplitudeConnector {
                 default: Some("unset (5)"),
                 description: "accept shorter user and device ids",
             },
-            SettingDoc {
-                name: "timeout_ms",
-                type_name: "integer",
-                default: Some("10000"),
-                description: "per-request timeout in milliseconds",
-            },
+            SettingDoc::TIMEOUT_MS,
         ]
     }
 
@@ -89,12 +84,7 @@ impl ConnectorKind for AmplitudeConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         let url = format!("{}/2/httpapi", settings.base_url());
-        reqwest::Url::parse(&url).map_err(|e| BuildError::InvalidSetting {
-            customer: ctx.customer.clone(),
-            destination: ctx.destination.clone(),
-            field: "endpoint".into(),
-            message: e.to_string(),
-        })?;
+        reqwest::Url::parse(&url).map_err(|e| ctx.invalid("endpoint", e.to_string()))?;
         Ok(Arc::new(AmplitudeConnector {
             client: ctx.http.clone(),
             url,

@@ -34,15 +34,6 @@ impl std::fmt::Debug for MixpanelConnector {
     }
 }
 
-fn invalid(ctx: &BuildContext, field: &str, message: &str) -> BuildError {
-    BuildError::InvalidSetting {
-        customer: ctx.customer.clone(),
-        destination: ctx.destination.clone(),
-        field: field.to_owned(),
-        message: message.to_owned(),
-    }
-}
-
 impl ConnectorKind for MixpanelConnector {
     const KIND: &'static str = "mixpanel";
     const DESCRIPTION: &'static str =
@@ -93,12 +84,7 @@ impl ConnectorKind for MixpanelConnector {
                 default: Some("by residency"),
                 description: "base URL replacing the residency's",
             },
-            SettingDoc {
-                name: "timeout_ms",
-                type_name: "integer",
-                default: Some("10000"),
-                description: "per-request timeout in milliseconds",
-            },
+            SettingDoc::TIMEOUT_MS,
         ]
     }
 
@@ -107,7 +93,7 @@ impl ConnectorKind for MixpanelConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         let base = settings.base_url().to_owned();
-        reqwest::Url::parse(&base).map_err(|e| invalid(ctx, "endpoint", &e.to_string()))?;
+        reqwest::Url::parse(&base).map_err(|e| ctx.invalid("endpoint", e.to_string()))?;
         let (import_url, auth) = match (
             &settings.service_account_username,
             &settings.service_account_secret,
@@ -116,7 +102,7 @@ impl ConnectorKind for MixpanelConnector {
                 let project = settings
                     .project_id
                     .as_deref()
-                    .ok_or_else(|| invalid(ctx, "project_id", "required with a service account"))?;
+                    .ok_or_else(|| ctx.invalid("project_id", "required with a service account"))?;
                 (
                     format!("{base}/import?strict=1&project_id={project}"),
                     (user.clone(), Some(secret.clone())),
@@ -127,8 +113,7 @@ impl ConnectorKind for MixpanelConnector {
                 (settings.project_token.expose().to_owned(), None),
             ),
             _ => {
-                return Err(invalid(
-                    ctx,
+                return Err(ctx.invalid(
                     "service_account_secret",
                     "set both service_account_username and service_account_secret, or neither",
                 ))

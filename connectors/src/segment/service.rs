@@ -9,7 +9,7 @@ use reqwest::header::CONTENT_TYPE;
 use super::config::SegmentSettings;
 use crate::destination::{ApiLimits, BuildContext, Destination};
 use crate::error::{BuildError, DeliveryError, Others, RejectedEvent};
-use crate::event::Event;
+use crate::event::{write_json_array, Event};
 use crate::http;
 use crate::registry::{ConnectorKind, SettingDoc};
 use crate::secret::Secret;
@@ -58,12 +58,7 @@ impl ConnectorKind for SegmentConnector {
                 default: Some("https://api.segment.io"),
                 description: "the collector's base URL",
             },
-            SettingDoc {
-                name: "timeout_ms",
-                type_name: "integer",
-                default: Some("10000"),
-                description: "per-request timeout in milliseconds",
-            },
+            SettingDoc::TIMEOUT_MS,
         ]
     }
 
@@ -72,12 +67,7 @@ impl ConnectorKind for SegmentConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         let url = format!("{}/v1/batch", settings.endpoint.trim_end_matches('/'));
-        reqwest::Url::parse(&url).map_err(|e| BuildError::InvalidSetting {
-            customer: ctx.customer.clone(),
-            destination: ctx.destination.clone(),
-            field: "endpoint".into(),
-            message: e.to_string(),
-        })?;
+        reqwest::Url::parse(&url).map_err(|e| ctx.invalid("endpoint", e.to_string()))?;
         Ok(Arc::new(SegmentConnector {
             client: ctx.http.clone(),
             url,
@@ -110,16 +100,10 @@ impl Destination for SegmentConnector {
                 Others::Resend,
             ));
         }
-        let mut body =
-            Vec::with_capacity(batch.iter().map(|e| e.raw().len() + 1).sum::<usize>() + 16);
-        body.extend_from_slice(b"{\"batch\":[");
-        for (i, event) in batch.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(event.raw());
-        }
-        body.extend_from_slice(b"]}");
+        let mut body = Vec::new();
+        body.extend_from_slice(b"{\"batch\":");
+        write_json_array(batch, &mut body);
+        body.push(b'}');
         let request = self
             .client
             .post(&self.url)

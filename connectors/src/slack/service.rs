@@ -41,15 +41,6 @@ impl std::fmt::Debug for SlackConnector {
     }
 }
 
-fn invalid(ctx: &BuildContext, field: &str, message: String) -> BuildError {
-    BuildError::InvalidSetting {
-        customer: ctx.customer.clone(),
-        destination: ctx.destination.clone(),
-        field: field.to_owned(),
-        message,
-    }
-}
-
 impl ConnectorKind for SlackConnector {
     const KIND: &'static str = "slack";
     const DESCRIPTION: &'static str =
@@ -82,12 +73,7 @@ impl ConnectorKind for SlackConnector {
                 default: Some("{{userId}} did {{event}}"),
                 description: "message text with {{field.path}} placeholders",
             },
-            SettingDoc {
-                name: "timeout_ms",
-                type_name: "integer",
-                default: Some("10000"),
-                description: "per-request timeout in milliseconds",
-            },
+            SettingDoc::TIMEOUT_MS,
         ]
     }
 
@@ -96,16 +82,12 @@ impl ConnectorKind for SlackConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         reqwest::Url::parse(settings.webhook_url.expose())
-            .map_err(|e| invalid(ctx, "webhook_url", e.to_string()))?;
+            .map_err(|e| ctx.invalid("webhook_url", e.to_string()))?;
         if settings.events.is_empty() {
-            return Err(invalid(
-                ctx,
-                "events",
-                "list at least one event name".into(),
-            ));
+            return Err(ctx.invalid("events", "list at least one event name"));
         }
         let template =
-            Template::parse(&settings.template).map_err(|e| invalid(ctx, "template", e))?;
+            Template::parse(&settings.template).map_err(|e| ctx.invalid("template", e))?;
         Ok(Arc::new(SlackConnector {
             client: ctx.http.clone(),
             url: settings.webhook_url,

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::event::Event;
+use crate::event::{write_json_array, Event};
 
 /// The JSON body for `batch`: the single event when `single` is set and the batch holds one
 /// event, else a JSON array of the events' original bytes.
@@ -10,16 +10,8 @@ pub(crate) fn body(batch: &[Arc<Event>], single: bool) -> Vec<u8> {
     if single && batch.len() == 1 {
         return batch[0].raw().to_vec();
     }
-    let len: usize = batch.iter().map(|e| e.raw().len() + 1).sum::<usize>() + 1;
-    let mut out = Vec::with_capacity(len);
-    out.push(b'[');
-    for (i, event) in batch.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(event.raw());
-    }
-    out.push(b']');
+    let mut out = Vec::new();
+    write_json_array(batch, &mut out);
     out
 }
 

@@ -35,15 +35,6 @@ impl std::fmt::Debug for WebhookConnector {
     }
 }
 
-fn invalid(ctx: &BuildContext, field: &str, message: impl Into<String>) -> BuildError {
-    BuildError::InvalidSetting {
-        customer: ctx.customer.clone(),
-        destination: ctx.destination.clone(),
-        field: field.to_owned(),
-        message: message.into(),
-    }
-}
-
 impl ConnectorKind for WebhookConnector {
     const KIND: &'static str = "webhook";
     const DESCRIPTION: &'static str =
@@ -70,12 +61,7 @@ impl ConnectorKind for WebhookConnector {
                 default: Some("unset"),
                 description: "HMAC-SHA256 key for the X-Courier-Signature header",
             },
-            SettingDoc {
-                name: "timeout_ms",
-                type_name: "integer",
-                default: Some("10000"),
-                description: "per-request timeout in milliseconds",
-            },
+            SettingDoc::TIMEOUT_MS,
         ]
     }
 
@@ -84,25 +70,24 @@ impl ConnectorKind for WebhookConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         let url = reqwest::Url::parse(settings.url.expose())
-            .map_err(|e| invalid(ctx, "url", e.to_string()))?;
+            .map_err(|e| ctx.invalid("url", e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(
-                ctx,
+            return Err(ctx.invalid(
                 "url",
                 format!("scheme must be http or https, not {}", url.scheme()),
             ));
         }
         if settings.timeout_ms == 0 {
-            return Err(invalid(ctx, "timeout_ms", "must be above 0"));
+            return Err(ctx.invalid("timeout_ms", "must be above 0"));
         }
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &settings.headers {
             let field = format!("headers.{name}");
             let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| invalid(ctx, &field, e.to_string()))?;
+                .map_err(|e| ctx.invalid(&field, e.to_string()))?;
             let mut value = HeaderValue::from_str(value.expose())
-                .map_err(|e| invalid(ctx, &field, e.to_string()))?;
+                .map_err(|e| ctx.invalid(&field, e.to_string()))?;
             value.set_sensitive(true);
             headers.insert(name, value);
         }
