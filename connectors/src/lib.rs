@@ -12,6 +12,8 @@
 //! - [`secret`]: a string that never prints.
 //! - [`http`]: the HTTP status classification shared by every HTTP connector.
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
+//! - [`warehouse`]: the warehouse layout (tables, columns, safe identifiers) for the
+//!   warehouse connectors.
 //! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`blackhole`]: the
 //!   connectors.
 //!
@@ -32,6 +34,7 @@ pub mod registry;
 pub mod secret;
 pub mod segment;
 pub mod slack;
+pub mod warehouse;
 pub mod webhook;
 
 pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination};
