@@ -300,3 +300,64 @@ async fn segment_forwards_unchanged_and_dead_letters_oversized_events() {
         letters[0].1
     );
 }
+
+/// Wrong credentials are refused by each API and classified as permanent: the events are
+/// dead-lettered with the status, never retried forever.
+#[tokio::test]
+async fn wrong_credentials_are_permanent_failures() {
+    use courier_connectors::{BatchLimits, BuildContext, Event, Registry};
+
+    let api = contracts().await;
+    let base = api.base_url();
+    let ctx = BuildContext {
+        customer: "acme".into(),
+        destination: "d".into(),
+        batch: BatchLimits {
+            max_events: 10,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_millis(10),
+        },
+        http: reqwest::Client::new(),
+    };
+    let event = std::sync::Arc::new(
+        Event::parse(
+            bytes::Bytes::from(track("m-1", "user-1", "").to_string()),
+            1 << 20,
+        )
+        .unwrap(),
+    );
+    let cases = [
+        (
+            "amplitude",
+            json!({"api_key": "wrong", "endpoint": base}),
+            400,
+        ),
+        (
+            "mixpanel",
+            json!({"project_token": "wrong", "endpoint": base}),
+            401,
+        ),
+        (
+            "segment",
+            json!({"write_key": "wrong", "endpoint": base}),
+            401,
+        ),
+        (
+            "slack",
+            json!({"webhook_url": format!("{base}/services/T0/B0/nope"), "events": ["Order Completed"]}),
+            404,
+        ),
+    ];
+    for (kind, settings, status) in cases {
+        let destination = Registry::builtin()
+            .build(kind, settings, &ctx)
+            .unwrap()
+            .destination;
+        let err = destination
+            .deliver(std::slice::from_ref(&event))
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable(), "{kind}: {err}");
+        assert_eq!(err.status, Some(status), "{kind}: {err}");
+    }
+}
