@@ -50,8 +50,16 @@ if [ "${1:-}" = "postgres" ]; then
     if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then
         log "PostgreSQL already accepts connections on 127.0.0.1:5432"
     else
+        installed_here=0
+        dpkg -s postgresql >/dev/null 2>&1 || installed_here=1
         apt_install postgresql
         version=$(ls /etc/postgresql | sort -V | tail -n 1)
+        if [ "$installed_here" -eq 1 ]; then
+            # A throwaway test database: trust local TCP connections, as the tests connect
+            # as postgres without a password (COURIER_TEST_POSTGRES_URL overrides that).
+            hba=/etc/postgresql/$version/main/pg_hba.conf
+            as_root sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
+        fi
         log "starting PostgreSQL $version"
         as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
         for _ in $(seq 1 30); do

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace: formatting, lints, unit, property and
-# end-to-end tests. The end-to-end tests start their own brokers and HTTP receivers on
-# loopback; nothing needs to run beforehand.
+# end-to-end tests. The end-to-end tests start their own brokers and HTTP servers on
+# loopback; the warehouse tests use the PostgreSQL on 127.0.0.1:5432, which setup reuses or
+# installs and starts (COURIER_TEST_POSTGRES_URL points them elsewhere).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/setup.sh
+scripts/setup.sh postgres
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 
 echo "== cargo fmt --check"

@@ -14,8 +14,8 @@
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
 //! - [`warehouse`]: the warehouse layout (tables, columns, safe identifiers) for the
 //!   warehouse connectors.
-//! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`blackhole`]: the
-//!   connectors.
+//! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`postgres`],
+//!   [`blackhole`]: the connectors.
 //!
 //! # Invariants
 //! This crate knows nothing of Kafka, offsets or acknowledgements. A connector turns a batch
@@ -30,6 +30,7 @@ pub mod event;
 pub mod http;
 pub mod mapping;
 pub mod mixpanel;
+pub mod postgres;
 pub mod registry;
 pub mod secret;
 pub mod segment;

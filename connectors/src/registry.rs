@@ -154,6 +154,7 @@ impl Registry {
         registry.register::<crate::mixpanel::MixpanelConnector>();
         registry.register::<crate::slack::SlackConnector>();
         registry.register::<crate::segment::SegmentConnector>();
+        registry.register::<crate::postgres::PostgresConnector>();
         registry.register::<crate::blackhole::BlackholeConnector>();
         registry
     }

@@ -16,3 +16,4 @@ mod outage;
 mod rebalance;
 mod routing;
 mod support;
+mod warehouse;

@@ -138,6 +138,11 @@ level = "info,librdkafka=warn"
 
     /// Starts a worker process; `name` labels its log file.
     pub fn worker(&self, name: &str) -> Worker {
+        self.worker_with_env(name, &[])
+    }
+
+    /// Starts a worker process with extra environment (`COURIER__...` overrides).
+    pub fn worker_with_env(&self, name: &str, env: &[(&str, &str)]) -> Worker {
         let log = self.dir.path().join(format!("{name}.log"));
         let file = std::fs::File::create(&log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_courier"))
@@ -145,6 +150,7 @@ level = "info,librdkafka=warn"
             .arg(&self.config)
             .env(SECRET_VAR, SECRET)
             .envs(self.env.iter().copied())
+            .envs(env.iter().copied())
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -193,6 +199,12 @@ level = "info,librdkafka=warn"
     pub fn offsets(&self) -> Vec<PartitionOffsets> {
         let settings = self.settings();
         offsets::show(&settings, &settings.kafka.group_id, &settings.kafka.topics).expect("offsets")
+    }
+
+    /// Committed offsets of consumer group `group` on the test topic.
+    pub fn offsets_of(&self, group: &str) -> Vec<PartitionOffsets> {
+        let settings = self.settings();
+        offsets::show(&settings, group, &settings.kafka.topics).expect("offsets")
     }
 
     /// Whether the group committed every partition to its end.

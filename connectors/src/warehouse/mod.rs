@@ -21,7 +21,9 @@
 //! [`identifier::quote`] quotes it for SQL anyway. Values never enter SQL text: they travel in
 //! CSV load files and bound parameters.
 
+pub mod csv;
 pub mod identifier;
+pub mod plan;
 pub mod rows;
 
 pub use identifier::{quote, sanitize};

@@ -1,0 +1,156 @@
+//! Fitting a batch's rows to the tables as they exist: new columns to add, and values whose
+//! type does not fit their column.
+//!
+//! Types never change once a column exists (the warehouse is shared with the customer's own
+//! queries). A value that does not fit its column's type goes into a text column named
+//! `<column>_text` instead, added when needed, so nothing is lost and nothing is retyped.
+//! Compatible without moving: the same type, anything into text, an integer into a double, and
+//! NULL into anything.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::identifier::sanitize;
+use super::rows::{ColumnType, Dialect, Row};
+
+/// One table's part of a load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TablePlan {
+    /// The table.
+    pub table: String,
+    /// Every column the rows use, with its type (existing columns keep theirs).
+    pub columns: BTreeMap<String, ColumnType>,
+    /// Columns to add before loading.
+    pub new_columns: BTreeMap<String, ColumnType>,
+    /// The rows, with misfitting values moved to their `_text` columns.
+    pub rows: Vec<Row>,
+}
+
+/// Whether a value of type `value` can be loaded into a column of type `column`.
+pub fn fits(column: ColumnType, value: ColumnType) -> bool {
+    column == value
+        || column == ColumnType::Text
+        || (column == ColumnType::Double && value == ColumnType::BigInt)
+}
+
+/// Groups `rows` by table.
+pub fn by_table(rows: impl IntoIterator<Item = Row>) -> BTreeMap<String, Vec<Row>> {
+    let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for row in rows {
+        out.entry(row.table.clone()).or_default().push(row);
+    }
+    out
+}
+
+/// Plans loading `rows` (all of one table) into a table whose columns are `existing`.
+pub fn plan(
+    table: &str,
+    rows: Vec<Row>,
+    existing: &HashMap<String, ColumnType>,
+    dialect: Dialect,
+) -> TablePlan {
+    let mut columns: BTreeMap<String, ColumnType> = BTreeMap::new();
+    let mut new_columns = BTreeMap::new();
+    let mut planned = Vec::with_capacity(rows.len());
+    for mut row in rows {
+        let cells = std::mem::take(&mut row.columns);
+        for (name, value) in cells {
+            let known = |n: &str| existing.get(n).or_else(|| columns.get(n)).copied();
+            let (name, column_type) = match known(&name) {
+                None => (name, value.column_type),
+                Some(t) if value.text.is_none() || fits(t, value.column_type) => (name, t),
+                Some(_) => {
+                    let text_name = sanitize(&format!("{name}_text"), dialect.max_identifier());
+                    let t = known(&text_name).unwrap_or(ColumnType::Text);
+                    (text_name, t)
+                }
+            };
+            if !existing.contains_key(&name) {
+                new_columns.entry(name.clone()).or_insert(column_type);
+            }
+            columns.entry(name.clone()).or_insert(column_type);
+            row.columns.insert(name, value);
+        }
+        planned.push(row);
+    }
+    TablePlan {
+        table: table.to_owned(),
+        columns,
+        new_columns,
+        rows: planned,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::warehouse::rows::Value;
+
+    fn row(cells: &[(&str, ColumnType, Option<&str>)]) -> Row {
+        Row {
+            table: "t".into(),
+            columns: cells
+                .iter()
+                .map(|(n, t, v)| {
+                    (
+                        n.to_string(),
+                        Value {
+                            column_type: *t,
+                            text: v.map(str::to_owned),
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn existing_types_win_and_misfits_move_to_text_columns() {
+        let existing = HashMap::from([
+            ("id".to_owned(), ColumnType::Text),
+            ("price".to_owned(), ColumnType::Double),
+        ]);
+        let rows = vec![
+            row(&[
+                ("id", ColumnType::Text, Some("1")),
+                ("price", ColumnType::BigInt, Some("3")),
+                ("plan", ColumnType::Text, Some("pro")),
+            ]),
+            row(&[
+                ("id", ColumnType::Text, Some("2")),
+                ("price", ColumnType::Text, Some("free")),
+                ("plan", ColumnType::Boolean, Some("true")),
+            ]),
+            row(&[
+                ("id", ColumnType::Text, Some("3")),
+                ("price", ColumnType::Boolean, None),
+            ]),
+        ];
+        let p = plan("t", rows, &existing, Dialect::Postgres);
+        assert_eq!(
+            p.new_columns,
+            BTreeMap::from([
+                ("plan".to_owned(), ColumnType::Text),
+                ("price_text".to_owned(), ColumnType::Text)
+            ])
+        );
+        assert_eq!(
+            p.rows[0].columns["price"].text.as_deref(),
+            Some("3"),
+            "an integer fits a double column"
+        );
+        assert_eq!(
+            p.rows[1].columns["price_text"].text.as_deref(),
+            Some("free")
+        );
+        assert!(!p.rows[1].columns.contains_key("price"));
+        assert_eq!(
+            p.rows[1].columns["plan"].text.as_deref(),
+            Some("true"),
+            "a boolean fits the text column"
+        );
+        assert!(
+            p.rows[2].columns.contains_key("price"),
+            "NULL fits anything"
+        );
+    }
+}

@@ -1,0 +1,188 @@
+//! The `postgres` warehouse connector against a real PostgreSQL: one row per event in the
+//! right tables, schema evolution, hostile names, and redelivery.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::support::{records, sample_events, until_fully_committed, Spec, Stack};
+
+/// The PostgreSQL the tests use (`scripts/setup.sh postgres` starts one on a fresh machine).
+fn url() -> String {
+    std::env::var("COURIER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+async fn connect() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup.sh postgres)");
+    tokio::spawn(connection);
+    client
+}
+
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .get(0)
+}
+
+/// Every event is one row in its tables; the later property is a column NULL in older rows.
+async fn check(db: &tokio_postgres::Client, schema: &str, all: &[Value], label: &str) {
+    let of = |t: &str| all.iter().filter(|e| e["type"] == t).count() as i64;
+    for (table, expected) in [
+        ("tracks", of("track")),
+        ("identifies", of("identify")),
+        ("pages", of("page")),
+    ] {
+        let rows = count(db, &format!("SELECT count(*) FROM {schema}.{table}")).await;
+        let ids = count(
+            db,
+            &format!("SELECT count(DISTINCT id) FROM {schema}.{table}"),
+        )
+        .await;
+        assert_eq!(
+            (rows, ids),
+            (expected, expected),
+            "{label}: {table} holds each event once"
+        );
+    }
+    let signed_up = all.iter().filter(|e| e["event"] == "Signed Up").count() as i64;
+    assert_eq!(
+        count(db, &format!("SELECT count(*) FROM {schema}.signed_up")).await,
+        signed_up,
+        "{label}"
+    );
+    assert_eq!(
+        count(
+            db,
+            &format!("SELECT count(*) FROM {schema}.signed_up WHERE referral_code IS NOT NULL")
+        )
+        .await,
+        50
+    );
+    assert_eq!(
+        count(
+            db,
+            &format!("SELECT count(*) FROM {schema}.signed_up WHERE referral_code IS NULL")
+        )
+        .await,
+        signed_up - 50,
+        "{label}: older rows have NULL in the new column"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
+    let schema = format!("courier_test_{}", std::process::id());
+    let db = connect().await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+    let tables_elsewhere = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT LIKE 'courier_test_%' AND table_schema NOT LIKE 'pg_%'";
+    let before = count(&db, tables_elsewhere).await;
+
+    let stack = Stack::start(Spec {
+        partitions: 2,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 300 }}\n[destinations.warehouse.settings]\nurl = \"{}\"\nschema = \"{schema}\"\n",
+                url()
+            ),
+        )],
+        env: &[],
+    })
+    .await;
+    let older = sample_events("wk_acme", "acme", 0..1_500);
+    let hostile: Vec<Value> = [
+        "\"; DROP TABLE tracks; --",
+        "select",
+        &"x".repeat(300),
+        "Ünïcödé événement",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, name)| {
+        json!({
+            "type": "track", "event": name, "messageId": format!("hostile-{i}"), "writeKey": "wk_acme", "userId": "u1",
+            "properties": {"it's": 1, "a;b": "x", "\"quoted\"": true, "from": "reserved", "ключ": "unicode", &"k".repeat(300): 2}
+        })
+    })
+    .collect();
+    let newer: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"type": "track", "event": "Signed Up", "messageId": format!("new-{i}"), "writeKey": "wk_acme",
+                   "userId": format!("user-{i}"), "properties": {"referral_code": format!("R{i}")}})
+        })
+        .collect();
+    stack.produce_raw(records(&older)).await;
+    stack.produce_raw(records(&hostile)).await;
+    stack.produce_raw(records(&newer)).await;
+    let first = stack.worker("first");
+    until_fully_committed(&stack, &[&first], Duration::from_secs(120)).await;
+    drop(first);
+
+    let all: Vec<Value> = older
+        .iter()
+        .chain(&hostile)
+        .chain(&newer)
+        .cloned()
+        .collect();
+    check(&db, &schema, &all, "first load").await;
+
+    // Hostile names became sanitised tables and columns; nothing outside the schema changed.
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM {schema}.drop_table_tracks")
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(&db, &format!("SELECT count(*) FROM {schema}.select_")).await,
+        1
+    );
+    let columns: Vec<String> = db
+        .query("SELECT column_name FROM information_schema.columns WHERE table_schema = $1 AND table_name = 'drop_table_tracks'", &[&schema])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    for expected in ["it_s", "a_b", "quoted", "from_"] {
+        assert!(
+            columns.iter().any(|c| c == expected),
+            "{expected} in {columns:?}"
+        );
+    }
+    assert!(columns.iter().all(|c| c.len() <= 63));
+    assert_eq!(
+        count(&db, tables_elsewhere).await,
+        before,
+        "no table outside the customer schema changed"
+    );
+
+    // Redelivery: a new group replays the whole topic into the same tables.
+    let replay = Stack::worker_with_env(
+        &stack,
+        "replay",
+        &[("COURIER__KAFKA__GROUP_ID", "courier-test-replay")],
+    );
+    let replayed = || {
+        stack
+            .offsets_of("courier-test-replay")
+            .iter()
+            .all(|p| p.committed == Some(p.log_end))
+    };
+    crate::support::eventually(Duration::from_secs(120), "the replay to commit", replayed).await;
+    drop(replay);
+    check(&db, &schema, &all, "after redelivery").await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}
