@@ -13,7 +13,8 @@ PARTITIONS=8
 STATE=.devstack/throughput
 BIN=target/release
 
-scripts/setup.sh
+scripts/setup.sh postgres
+psql -q postgres://postgres@127.0.0.1:5432/postgres -c 'DROP SCHEMA IF EXISTS courier_throughput CASCADE' 2>/dev/null
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 cargo build --release --locked --bins >&2
 
@@ -25,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 rm -rf "$STATE" && mkdir -p "$STATE"
 
-runs="webhook amplitude amplitude-unlimited mixpanel segment slack"
+runs="webhook amplitude amplitude-unlimited mixpanel segment slack postgres"
 topic_args=(--topic tp-dead-letter:1)
 for run in $runs; do topic_args+=(--topic "tp-$run:$PARTITIONS"); done
 "$BIN/courier-devstack" broker "${topic_args[@]}" --bootstrap-file "$STATE/bootstrap" >"$STATE/broker.log" 2>&1 &
@@ -45,6 +46,7 @@ destination() {
         amplitude-unlimited) printf 'kind = "amplitude"\ndelivery = { events_per_second = 1000000.0 }\n[destinations.d.settings]\napi_key = "amp-key"\nendpoint = "%s"\n' "$api" ;;
         mixpanel) printf 'kind = "mixpanel"\n[destinations.d.settings]\nproject_token = "mp-token"\nendpoint = "%s"\n' "$api" ;;
         segment) printf 'kind = "segment"\n[destinations.d.settings]\nwrite_key = "seg-write-key"\nendpoint = "%s"\n' "$api" ;;
+        postgres) printf 'kind = "postgres"\ndelivery = { batch_max_events = 5000, batch_max_age_ms = 1000 }\n[destinations.d.settings]\nurl = "postgres://postgres@127.0.0.1:5432/postgres"\nschema = "courier_throughput"\n' ;;
         slack) printf 'kind = "slack"\n[destinations.d.settings]\nwebhook_url = "%s/services/T000/B000/XXXX"\nevents = ["Order Completed"]\n' "$api" ;;
     esac
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The end-to-end demo: starts a local broker and a webhook receiver, produces sample events
-# for the three customers in config/customers (plus some bad input), runs a worker until every
-# partition is committed, shows what each destination received, the dead letters and the
+# The end-to-end demo: starts a local broker and a webhook receiver, reuses or starts the local
+# PostgreSQL as the warehouse, produces sample events for the three customers in
+# config/customers (plus some bad input), runs a worker until every partition is committed,
+# shows what each destination received, a query of the warehouse, the dead letters and the
 # committed offsets, then stops everything.
 #
 #   scripts/demo.sh                  50,000 events
@@ -15,7 +16,7 @@ PARTITIONS=${DEMO_PARTITIONS:-$(( EVENTS / 6000 + 1 > 16 ? EVENTS / 6000 + 1 : 1
 STATE=.devstack
 BIN=target/release
 
-scripts/setup.sh
+scripts/setup.sh postgres
 [ -x "$HOME/.cargo/bin/cargo" ] && export PATH="$HOME/.cargo/bin:$PATH"
 echo "== building (release)"
 cargo build --release --locked --bins
@@ -46,6 +47,9 @@ echo "   broker at $COURIER__KAFKA__BROKERS"
 # Demo secrets: the customer files read them with ${VAR}.
 export ACME_WEBHOOK_SECRET=demo-acme-signing-secret ACME_API_KEY=demo-acme-api-key
 export INITECH_WEBHOOK_SECRET=demo-initech-signing-secret
+# The local PostgreSQL is the demo's warehouse; acme's tables start empty.
+export COURIER_WAREHOUSE_URL=${COURIER_WAREHOUSE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+psql -q "$COURIER_WAREHOUSE_URL" -c 'DROP SCHEMA IF EXISTS acme CASCADE' 2>/dev/null
 
 echo "== starting the webhook receiver (verifies signatures)"
 "$BIN/courier-devstack" receive --listen 127.0.0.1:18080 --out-dir "$STATE/received" \
@@ -86,6 +90,10 @@ awk -v n="$EVENTS" -v s="$start" -v e="$end" \
 echo "== what each destination received"
 "$BIN/courier-devstack" received --receiver 127.0.0.1:18080
 echo "   (acme/ops is disabled and receives nothing; initech's dry_run is a blackhole)"
+
+echo "== the warehouse: acme's events by name in PostgreSQL (one row per event)"
+psql "$COURIER_WAREHOUSE_URL" -c 'SELECT event_text AS event, count(*) AS rows, count(DISTINCT id) AS distinct_ids FROM acme.tracks GROUP BY 1 ORDER BY 2 DESC'
+psql "$COURIER_WAREHOUSE_URL" -At -c "SELECT 'identifies: ' || count(*) FROM acme.identifies UNION ALL SELECT 'pages: ' || count(*) FROM acme.pages UNION ALL SELECT 'users: ' || count(*) FROM acme.users"
 
 echo "== dead letters"
 "$BIN/courier-devstack" dead-letters --brokers "$COURIER__KAFKA__BROKERS" --topic courier-dead-letter
