@@ -21,11 +21,12 @@
 //! - [`worker`]: the `courier run` command.
 //! - [`offsets`]: the `courier offsets show` command.
 //! - [`telemetry`]: log output.
-//! - [`devstack`]: the local stack for demos and tests (broker, receivers, sample events).
+//! - [`devstack`]: the local stack for demos and tests (broker, receivers, contract servers,
+//!   sample events).
 //!
 //! # The guarantee
-//! A message's offset is committed only when every destination copy of it was delivered or
-//! dead-lettered (acknowledged by the broker). Anything else (a crash, a revoke, a destination
+//! A message's offset is committed only when every destination copy of it was delivered,
+//! dead-lettered or parked on the retry topic (the last two acknowledged by the broker). Anything else (a crash, a revoke, a destination
 //! that never recovers) leaves the committed offset below the message, so the group redelivers
 //! it: at least once, never silently lost.
 

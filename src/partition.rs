@@ -3,7 +3,9 @@
 //! The task owns its partition's queue (split from the consumer, so partitions progress
 //! independently) and its [`OffsetTracker`]. For each message it tracks the offset, creates one
 //! [`MessageAck`], and either dead-letters the message (it cannot decode, or its write key
-//! belongs to no customer) or sends one copy to each enabled destination whose filter passes.
+//! belongs to no customer) or sends one copy to each enabled destination whose filter passes
+//! and that accepts the event. On the retry topic ([`Mode::Retry`]) it instead waits until the
+//! parked event is due and sends one copy to the one destination its headers name.
 //!
 //! Invariants:
 //! - the committed offset is always the tracker's watermark: never past a message that is not
