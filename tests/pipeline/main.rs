@@ -16,4 +16,5 @@ mod outage;
 mod rebalance;
 mod routing;
 mod support;
+mod tcp_proxy;
 mod warehouse;

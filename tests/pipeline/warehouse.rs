@@ -186,3 +186,84 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_mid_load_leaves_every_event_once() {
+    let schema = format!("courier_test_{}_outage", std::process::id());
+    let db = connect().await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+    let proxy = crate::tcp_proxy::TcpProxy::start("127.0.0.1:5432").await;
+    let through_proxy = url().replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
+    let stack = Stack::start(Spec {
+        partitions: 2,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 100, concurrency = 1 }}\n[destinations.warehouse.settings]\nurl = \"{through_proxy}\"\nschema = \"{schema}\"\n"
+            ),
+        )],
+        env: &[],
+    })
+    .await;
+    let events = sample_events("wk_acme", "acme", 0..3_000);
+    stack.produce_raw(records(&events)).await;
+    let worker = stack.worker("worker");
+    let tracks = format!("SELECT count(*) FROM information_schema.tables WHERE table_schema = '{schema}' AND table_name = 'tracks'");
+    crate::support::eventually(Duration::from_secs(60), "the first loads", || {
+        stack
+            .offsets()
+            .iter()
+            .any(|p| p.committed.is_some_and(|c| c > 0))
+    })
+    .await;
+    assert_eq!(count(&db, &tracks).await, 1);
+
+    // The database goes away mid-stream: no offset moves while it is gone.
+    proxy.set_up(false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let held: Vec<Option<i64>> = stack.offsets().iter().map(|p| p.committed).collect();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let still: Vec<Option<i64>> = stack.offsets().iter().map(|p| p.committed).collect();
+    assert_eq!(held, still, "offsets hold while the database is down");
+    assert!(
+        stack.offsets().iter().any(|p| p.lag > 0),
+        "the outage came mid-stream"
+    );
+
+    proxy.set_up(true);
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(120)).await;
+    check_once(&db, &schema, &events).await;
+    assert!(
+        stack.dead_letters().is_empty(),
+        "an outage is retried, never dead-lettered"
+    );
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
+/// Every event of `events` is exactly one row in its standard table.
+async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value]) {
+    for (table, kind) in [
+        ("tracks", "track"),
+        ("identifies", "identify"),
+        ("pages", "page"),
+    ] {
+        let expected = events.iter().filter(|e| e["type"] == kind).count() as i64;
+        let rows = count(db, &format!("SELECT count(*) FROM {schema}.{table}")).await;
+        let ids = count(
+            db,
+            &format!("SELECT count(DISTINCT id) FROM {schema}.{table}"),
+        )
+        .await;
+        assert_eq!(
+            (rows, ids),
+            (expected, expected),
+            "{table} holds each event once"
+        );
+    }
+}

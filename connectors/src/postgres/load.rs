@@ -85,12 +85,15 @@ pub(crate) async fn load(
             .await?;
         let existing: HashMap<String, ColumnType> = tx
             .query(
-                "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = $1 AND table_name = $2",
+                // The table's columns and declared types, from the catalog.
+                "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a \
+                 JOIN pg_class c ON a.attrelid = c.oid JOIN pg_namespace n ON c.relnamespace = n.oid \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND a.attnum > 0 AND NOT a.attisdropped",
                 &[&schema, &table],
             )
             .await?
             .iter()
-            .map(|r| (r.get::<_, String>(0), column_type(r.get::<_, &str>(1))))
+            .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
             .collect();
         let p = plan(&table, table_rows, &existing, dialect);
         for (column, ty) in &p.new_columns {

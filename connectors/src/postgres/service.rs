@@ -114,6 +114,11 @@ impl PostgresConnector {
                 tracing::debug!(error = %err, "postgres connection closed");
             }
         });
+        // "already exists, skipping" notices of every load would flood the logs.
+        client
+            .batch_execute("SET client_min_messages TO warning")
+            .await
+            .map_err(|e| classify(&e))?;
         Ok(client)
     }
 
