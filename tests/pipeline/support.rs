@@ -10,7 +10,8 @@ use courier::devstack::broker::LocalBroker;
 use courier::devstack::produce::{self, Record};
 use courier::devstack::receiver::Receiver;
 use courier::devstack::sample;
-use courier::offsets::{self, PartitionOffsets};
+use courier::offsets;
+pub use courier::offsets::PartitionOffsets;
 use courier::settings::Settings;
 
 pub const TOPIC: &str = "events";

@@ -246,6 +246,88 @@ async fn a_database_outage_mid_load_leaves_every_event_once() {
         .unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once() {
+    let schema = format!("courier_test_{}_kill", std::process::id());
+    let db = connect().await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+    let stack = Stack::start(Spec {
+        partitions: 2,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 200 }}\n[destinations.warehouse.settings]\nurl = \"{}\"\nschema = \"{schema}\"\n",
+                url()
+            ),
+        )],
+        // Offsets are committed only every 2 s: loads committed in between are redelivered.
+        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
+    })
+    .await;
+    let events = sample_events("wk_acme", "acme", 0..6_000);
+    stack.produce_raw(records(&events)).await;
+    // Which offsets hold track events, to compare loaded rows with committed offsets.
+    let produced = courier::devstack::produce::read_topic(
+        &stack.brokers(),
+        crate::support::TOPIC,
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let tracks_below = |committed: &[crate::support::PartitionOffsets]| -> i64 {
+        produced
+            .iter()
+            .filter(|r| {
+                let below = committed.iter().any(|p| {
+                    p.partition == r.partition && p.committed.is_some_and(|c| r.offset < c)
+                });
+                below && serde_json::from_slice::<Value>(&r.payload).unwrap()["type"] == "track"
+            })
+            .count() as i64
+    };
+    let mut first = stack.worker("first");
+    let exists = format!(
+        "SELECT count(*) FROM pg_tables WHERE schemaname = '{schema}' AND tablename = 'tracks'"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Kill right when the warehouse holds rows whose offsets are not committed yet.
+    loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never caught a load ahead of its commit"
+        );
+        if count(&db, &exists).await == 1 {
+            let committed = stack.offsets();
+            let rows = count(&db, &format!("SELECT count(*) FROM {schema}.tracks")).await;
+            if rows > 300 && rows > tracks_below(&committed) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5)).expect("killed");
+    let committed: i64 = stack
+        .offsets()
+        .iter()
+        .map(|p| p.committed.unwrap_or(0))
+        .sum();
+    assert!(
+        committed < events.len() as i64,
+        "the kill came before everything was committed"
+    );
+
+    let second = stack.worker("second");
+    until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
+    check_once(&db, &schema, &events).await;
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
 /// Every event of `events` is exactly one row in its standard table.
 async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value]) {
     for (table, kind) in [
