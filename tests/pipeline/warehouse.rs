@@ -28,6 +28,28 @@ async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
         .get(0)
 }
 
+/// A stack whose one customer, acme (`wk_acme`), loads every event into `schema` at `url`.
+async fn warehouse_stack(
+    schema: &str,
+    url: &str,
+    delivery: &str,
+    env: &'static [(&'static str, &'static str)],
+) -> Stack {
+    Stack::start(Spec {
+        partitions: 2,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ {delivery} }}\n[destinations.warehouse.settings]\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+            ),
+        )],
+        env,
+    })
+    .await
+}
+
 /// Every event is one row in its tables; the later property is a column NULL in older rows.
 async fn check(db: &tokio_postgres::Client, schema: &str, all: &[Value], label: &str) {
     let of = |t: &str| all.iter().filter(|e| e["type"] == t).count() as i64;
@@ -83,20 +105,7 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
     let tables_elsewhere = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT LIKE 'courier_test_%' AND table_schema NOT LIKE 'pg_%'";
     let before = count(&db, tables_elsewhere).await;
 
-    let stack = Stack::start(Spec {
-        partitions: 2,
-        dead_letter: true,
-        retry: false,
-        customers: vec![(
-            "acme.toml",
-            format!(
-                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 300 }}\n[destinations.warehouse.settings]\nurl = \"{}\"\nschema = \"{schema}\"\n",
-                url()
-            ),
-        )],
-        env: &[],
-    })
-    .await;
+    let stack = warehouse_stack(&schema, &url(), "batch_max_events = 300", &[]).await;
     let older = sample_events("wk_acme", "acme", 0..1_500);
     let hostile: Vec<Value> = [
         "\"; DROP TABLE tracks; --",
@@ -196,18 +205,12 @@ async fn a_database_outage_mid_load_leaves_every_event_once() {
         .unwrap();
     let proxy = crate::tcp_proxy::TcpProxy::start("127.0.0.1:5432").await;
     let through_proxy = url().replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
-    let stack = Stack::start(Spec {
-        partitions: 2,
-        dead_letter: true,
-        retry: false,
-        customers: vec![(
-            "acme.toml",
-            format!(
-                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 100, concurrency = 1 }}\n[destinations.warehouse.settings]\nurl = \"{through_proxy}\"\nschema = \"{schema}\"\n"
-            ),
-        )],
-        env: &[],
-    })
+    let stack = warehouse_stack(
+        &schema,
+        &through_proxy,
+        "batch_max_events = 100, concurrency = 1",
+        &[],
+    )
     .await;
     let events = sample_events("wk_acme", "acme", 0..3_000);
     stack.produce_raw(records(&events)).await;
@@ -253,20 +256,13 @@ async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once()
     db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .unwrap();
-    let stack = Stack::start(Spec {
-        partitions: 2,
-        dead_letter: true,
-        retry: false,
-        customers: vec![(
-            "acme.toml",
-            format!(
-                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.warehouse]\nkind = \"postgres\"\nenabled = true\ndelivery = {{ batch_max_events = 200 }}\n[destinations.warehouse.settings]\nurl = \"{}\"\nschema = \"{schema}\"\n",
-                url()
-            ),
-        )],
-        // Offsets are committed only every 2 s: loads committed in between are redelivered.
-        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
-    })
+    // Offsets are committed only every 2 s: loads committed in between are redelivered.
+    let stack = warehouse_stack(
+        &schema,
+        &url(),
+        "batch_max_events = 200",
+        &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
+    )
     .await;
     let events = sample_events("wk_acme", "acme", 0..6_000);
     stack.produce_raw(records(&events)).await;
