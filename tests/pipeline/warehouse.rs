@@ -28,6 +28,22 @@ async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
         .get(0)
 }
 
+/// The two identifies of `merge-user` merged: later traits win, earlier ones stay.
+async fn assert_merged_user(db: &tokio_postgres::Client, schema: &str) {
+    let row = db
+        .query_one(
+            &format!("SELECT email, plan, company FROM {schema}.users WHERE id = 'merge-user'"),
+            &[],
+        )
+        .await
+        .unwrap();
+    let merged: (String, String, String) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        merged,
+        ("m@example.com".into(), "pro".into(), "Acme".into())
+    );
+}
+
 /// A stack whose one customer, acme (`wk_acme`), loads every event into `schema` at `url`.
 async fn warehouse_stack(
     schema: &str,
@@ -71,6 +87,16 @@ async fn check(db: &tokio_postgres::Client, schema: &str, all: &[Value], label: 
         );
     }
     let signed_up = all.iter().filter(|e| e["event"] == "Signed Up").count() as i64;
+    let users: std::collections::HashSet<&str> = all
+        .iter()
+        .filter(|e| e["type"] == "identify")
+        .filter_map(|e| e["userId"].as_str())
+        .collect();
+    assert_eq!(
+        count(db, &format!("SELECT count(*) FROM {schema}.users")).await,
+        users.len() as i64,
+        "{label}: one users row per identified user"
+    );
     assert_eq!(
         count(db, &format!("SELECT count(*) FROM {schema}.signed_up")).await,
         signed_up,
@@ -128,6 +154,13 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
                    "userId": format!("user-{i}"), "properties": {"referral_code": format!("R{i}")}})
         })
         .collect();
+    // Two identifies of one user, apart in the stream: their traits merge in `users`.
+    let first_identify = json!({"type": "identify", "messageId": "merge-1", "writeKey": "wk_acme", "userId": "merge-user",
+                                "traits": {"email": "m@example.com", "plan": "free"}});
+    let second_identify = json!({"type": "identify", "messageId": "merge-2", "writeKey": "wk_acme", "userId": "merge-user",
+                                 "traits": {"plan": "pro", "company": "Acme"}});
+    let older: Vec<Value> = older.into_iter().chain([first_identify]).collect();
+    let newer: Vec<Value> = newer.into_iter().chain([second_identify]).collect();
     stack.produce_raw(records(&older)).await;
     stack.produce_raw(records(&hostile)).await;
     stack.produce_raw(records(&newer)).await;
@@ -142,6 +175,7 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
         .cloned()
         .collect();
     check(&db, &schema, &all, "first load").await;
+    assert_merged_user(&db, &schema).await;
 
     // Hostile names became sanitised tables and columns; nothing outside the schema changed.
     assert_eq!(
@@ -191,6 +225,7 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
     crate::support::eventually(Duration::from_secs(120), "the replay to commit", replayed).await;
     drop(replay);
     check(&db, &schema, &all, "after redelivery").await;
+    assert_merged_user(&db, &schema).await;
     db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .unwrap();

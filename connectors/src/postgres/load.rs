@@ -9,9 +9,12 @@ use tokio_postgres::Client;
 
 use crate::event::Event;
 use crate::warehouse::csv::write_rows;
-use crate::warehouse::plan::{by_table, plan};
+use crate::warehouse::plan::{by_table, merge_by_id, plan};
 use crate::warehouse::rows::{rows, ColumnType, Dialect};
 use crate::warehouse::{quote, sanitize};
+
+/// The table identifies merge into instead of replacing rows.
+const USERS: &str = "users";
 
 /// The ledger table in every customer schema.
 pub(crate) const LEDGER: &str = "courier_loads";
@@ -95,6 +98,11 @@ pub(crate) async fn load(
             .iter()
             .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
             .collect();
+        let table_rows = if table == USERS {
+            merge_by_id(table_rows)
+        } else {
+            table_rows
+        };
         let p = plan(&table, table_rows, &existing, dialect);
         for (column, ty) in &p.new_columns {
             tx.execute(
@@ -132,17 +140,41 @@ pub(crate) async fn load(
         futures::pin_mut!(sink);
         sink.send(bytes::Bytes::from(csv)).await?;
         sink.finish().await?;
-        tx.execute(
-            &format!("DELETE FROM {t} AS t USING {stage} AS s WHERE t.\"id\" = s.\"id\""),
-            &[],
-        )
-        .await?;
-        loaded += tx
-            .execute(
+        loaded += if table == USERS {
+            // Users accumulate traits: staged non-NULL values update the row, new ids insert.
+            let set = columns
+                .iter()
+                .filter(|c| c.as_str() != "id")
+                .map(|c| format!("{0} = COALESCE(s.{0}, t.{0})", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {t} AS t SET {set} FROM {stage} AS s WHERE t.\"id\" = s.\"id\""
+                    ),
+                    &[],
+                )
+                .await?;
+            let inserted = tx
+                .execute(
+                    &format!("INSERT INTO {t} ({list}) SELECT {list} FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.\"id\" = s.\"id\")"),
+                    &[],
+                )
+                .await?;
+            (updated + inserted) as usize
+        } else {
+            tx.execute(
+                &format!("DELETE FROM {t} AS t USING {stage} AS s WHERE t.\"id\" = s.\"id\""),
+                &[],
+            )
+            .await?;
+            tx.execute(
                 &format!("INSERT INTO {t} ({list}) SELECT DISTINCT ON (\"id\") {list} FROM {stage} ORDER BY \"id\", \"received_at\" DESC"),
                 &[],
             )
-            .await? as usize;
+            .await? as usize
+        };
     }
     let events = i32::try_from(batch.len()).unwrap_or(i32::MAX);
     tx.execute(

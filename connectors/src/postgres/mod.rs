@@ -8,7 +8,8 @@
 //! 2. skip the batch if the ledger already holds its load id (a hash of its message ids);
 //! 3. per table: `COPY` the rows as CSV into a temporary staging table, `DELETE` the table's
 //!    rows with the staged ids, `INSERT` the staged rows keeping one per id (the latest
-//!    `received_at`);
+//!    `received_at`); `users` instead merges: identifies of one user are folded in delivery
+//!    order, then staged non-NULL traits update the existing row and new ids are inserted;
 //! 4. record the load in `courier_loads`, commit. Only then are the events acknowledged.
 //!
 //! So a redelivered event replaces its row instead of adding one: every `messageId` is one
@@ -21,7 +22,8 @@
 //! half-loaded.
 //!
 //! Not yet: staging the load file in S3 first (the `redshift` connector's path), TLS
-//! connections, merging `users` traits across identifies (the latest identify's traits win).
+//! connections. A replayed old identify re-applies its traits over newer ones (delivery order
+//! decides, not event time).
 
 mod config;
 mod load;

@@ -5,7 +5,7 @@
 //! | event | rows |
 //! |---|---|
 //! | track | `tracks` (standard columns, `event`, `event_text`) and one row in the event's own table (standard columns and the properties) |
-//! | identify | `identifies` (standard columns and the traits) and `users` (`id` = userId, the traits) |
+//! | identify | `identifies` (standard columns and the traits) and `users` (`id` = userId, the traits merged across identifies) |
 //! | page / screen | `pages` / `screens` (standard columns, `name`, the properties) |
 //! | group | `groups` (standard columns, `group_id`, the traits) |
 //! | alias | `aliases` (standard columns, `previous_id`) |

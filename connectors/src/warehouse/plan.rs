@@ -41,6 +41,28 @@ pub fn by_table(rows: impl IntoIterator<Item = Row>) -> BTreeMap<String, Vec<Row
     out
 }
 
+/// One row per `id`, later rows' non-NULL cells over earlier ones (rows in delivery order):
+/// how identifies merge into the `users` table.
+pub fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {
+    let mut merged: BTreeMap<Option<String>, Row> = BTreeMap::new();
+    for row in rows {
+        let id = row.columns.get("id").and_then(|v| v.text.clone());
+        match merged.get_mut(&id) {
+            Some(existing) => {
+                for (column, value) in row.columns {
+                    if value.text.is_some() {
+                        existing.columns.insert(column, value);
+                    }
+                }
+            }
+            None => {
+                merged.insert(id, row);
+            }
+        }
+    }
+    merged.into_values().collect()
+}
+
 /// Plans loading `rows` (all of one table) into a table whose columns are `existing`.
 pub fn plan(
     table: &str,
@@ -101,6 +123,39 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    #[test]
+    fn users_merge_later_traits_over_earlier_ones() {
+        let rows = vec![
+            row(&[
+                ("id", ColumnType::Text, Some("u1")),
+                ("email", ColumnType::Text, Some("a@b.c")),
+                ("plan", ColumnType::Text, Some("free")),
+            ]),
+            row(&[
+                ("id", ColumnType::Text, Some("u2")),
+                ("plan", ColumnType::Text, Some("free")),
+            ]),
+            row(&[
+                ("id", ColumnType::Text, Some("u1")),
+                ("plan", ColumnType::Text, Some("pro")),
+                ("email", ColumnType::Text, None),
+            ]),
+        ];
+        let merged = merge_by_id(rows);
+        assert_eq!(merged.len(), 2);
+        let u1 = &merged[0];
+        assert_eq!(
+            u1.columns["email"].text.as_deref(),
+            Some("a@b.c"),
+            "a NULL does not erase a trait"
+        );
+        assert_eq!(
+            u1.columns["plan"].text.as_deref(),
+            Some("pro"),
+            "the later value wins"
+        );
     }
 
     #[test]
