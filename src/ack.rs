@@ -56,11 +56,6 @@ impl MessageAck {
         }
     }
 
-    /// The offset of the message.
-    pub fn offset(&self) -> i64 {
-        self.shared.offset
-    }
-
     /// This share is finished: delivered, or its dead-letter copy acknowledged by the broker.
     pub fn settle(mut self) {
         self.settled = true;

@@ -84,17 +84,6 @@ impl CourierContext {
         let _ = consumer.context().consumer.set(Arc::downgrade(consumer));
     }
 
-    /// The partitions this worker currently runs, sorted.
-    pub fn partitions(&self) -> Vec<(String, i32)> {
-        let mut out: Vec<_> = self
-            .running
-            .lock()
-            .map(|r| r.keys().map(|(t, p)| (t.to_string(), *p)).collect())
-            .unwrap_or_default();
-        out.sort();
-        out
-    }
-
     fn start(&self, tpl: &TopicPartitionList) {
         let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
             tracing::error!("assignment before the consumer was bound; ignoring it");

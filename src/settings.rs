@@ -447,11 +447,6 @@ impl Settings {
             .clone()
             .unwrap_or_else(|| format!("{}-retry", self.kafka.group_id))
     }
-
-    /// The drain timeout as a duration.
-    pub fn drain_timeout(&self) -> Duration {
-        Duration::from_millis(self.consumer.drain_timeout_ms)
-    }
 }
 
 #[cfg(test)]

@@ -151,11 +151,6 @@ impl Contracts {
         format!("http://{}", self.addr)
     }
 
-    /// The credentials it accepts.
-    pub fn credentials(&self) -> &Credentials {
-        &self.shared.credentials
-    }
-
     fn with<R>(&self, f: impl FnOnce(&mut Recorded) -> R) -> R {
         f(&mut self
             .shared
@@ -184,11 +179,6 @@ impl Contracts {
                 .or_default()
                 .extend(std::iter::repeat_n(fault, count))
         });
-    }
-
-    /// Drops the faults still queued for `api`.
-    pub fn clear_faults(&self, api: Api) {
-        self.with(|r| r.faults.remove(&api));
     }
 
     /// Requests received by `api`, accepted or not.
