@@ -21,6 +21,20 @@ async fn connect() -> tokio_postgres::Client {
     client
 }
 
+/// A connection and an empty schema of this test process, named `courier_test_<pid><suffix>`.
+async fn fresh_schema(suffix: &str) -> (tokio_postgres::Client, String) {
+    let schema = format!("courier_test_{}{suffix}", std::process::id());
+    let db = connect().await;
+    drop_schema(&db, &schema).await;
+    (db, schema)
+}
+
+async fn drop_schema(db: &tokio_postgres::Client, schema: &str) {
+    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}
+
 async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[])
         .await
@@ -123,11 +137,7 @@ async fn check(db: &tokio_postgres::Client, schema: &str, all: &[Value], label: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
-    let schema = format!("courier_test_{}", std::process::id());
-    let db = connect().await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    let (db, schema) = fresh_schema("").await;
     let tables_elsewhere = "SELECT count(*) FROM information_schema.tables WHERE table_schema NOT LIKE 'courier_test_%' AND table_schema NOT LIKE 'pg_%'";
     let before = count(&db, tables_elsewhere).await;
 
@@ -226,18 +236,12 @@ async fn loads_one_row_per_event_evolves_the_schema_and_survives_redelivery() {
     drop(replay);
     check(&db, &schema, &all, "after redelivery").await;
     assert_merged_user(&db, &schema).await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&db, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_mid_load_leaves_every_event_once() {
-    let schema = format!("courier_test_{}_outage", std::process::id());
-    let db = connect().await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    let (db, schema) = fresh_schema("_outage").await;
     let proxy = crate::tcp_proxy::TcpProxy::start("127.0.0.1:5432").await;
     let through_proxy = url().replace("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port));
     let stack = warehouse_stack(
@@ -279,18 +283,12 @@ async fn a_database_outage_mid_load_leaves_every_event_once() {
         stack.dead_letters().is_empty(),
         "an outage is retried, never dead-lettered"
     );
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&db, &schema).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once() {
-    let schema = format!("courier_test_{}_kill", std::process::id());
-    let db = connect().await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    let (db, schema) = fresh_schema("_kill").await;
     // Offsets are committed only every 2 s: loads committed in between are redelivered.
     let stack = warehouse_stack(
         &schema,
@@ -354,9 +352,7 @@ async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once()
     let second = stack.worker("second");
     until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
     check_once(&db, &schema, &events).await;
-    db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
-        .await
-        .unwrap();
+    drop_schema(&db, &schema).await;
 }
 
 /// Every event of `events` is exactly one row in its standard table.
