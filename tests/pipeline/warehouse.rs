@@ -82,24 +82,7 @@ async fn warehouse_stack(
 
 /// Every event is one row in its tables; the later property is a column NULL in older rows.
 async fn check(db: &tokio_postgres::Client, schema: &str, all: &[Value], label: &str) {
-    let of = |t: &str| all.iter().filter(|e| e["type"] == t).count() as i64;
-    for (table, expected) in [
-        ("tracks", of("track")),
-        ("identifies", of("identify")),
-        ("pages", of("page")),
-    ] {
-        let rows = count(db, &format!("SELECT count(*) FROM {schema}.{table}")).await;
-        let ids = count(
-            db,
-            &format!("SELECT count(DISTINCT id) FROM {schema}.{table}"),
-        )
-        .await;
-        assert_eq!(
-            (rows, ids),
-            (expected, expected),
-            "{label}: {table} holds each event once"
-        );
-    }
+    check_once(db, schema, all, label).await;
     let signed_up = all.iter().filter(|e| e["event"] == "Signed Up").count() as i64;
     let users: std::collections::HashSet<&str> = all
         .iter()
@@ -278,7 +261,7 @@ async fn a_database_outage_mid_load_leaves_every_event_once() {
 
     proxy.set_up(true);
     until_fully_committed(&stack, &[&worker], Duration::from_secs(120)).await;
-    check_once(&db, &schema, &events).await;
+    check_once(&db, &schema, &events, "after recovery").await;
     assert!(
         stack.dead_letters().is_empty(),
         "an outage is retried, never dead-lettered"
@@ -351,12 +334,12 @@ async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once()
 
     let second = stack.worker("second");
     until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
-    check_once(&db, &schema, &events).await;
+    check_once(&db, &schema, &events, "after recovery").await;
     drop_schema(&db, &schema).await;
 }
 
 /// Every event of `events` is exactly one row in its standard table.
-async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value]) {
+async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value], label: &str) {
     for (table, kind) in [
         ("tracks", "track"),
         ("identifies", "identify"),
@@ -372,7 +355,7 @@ async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value])
         assert_eq!(
             (rows, ids),
             (expected, expected),
-            "{table} holds each event once"
+            "{label}: {table} holds each event once"
         );
     }
 }
