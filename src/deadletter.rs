@@ -35,6 +35,8 @@ pub struct Origin {
     pub partition: i32,
     /// The message's offset.
     pub offset: i64,
+    /// The message's timestamp (milliseconds since the epoch; 0 when the broker has none).
+    pub timestamp_ms: i64,
     /// The message's key (normally the user id).
     pub key: Option<Bytes>,
 }

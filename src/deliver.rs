@@ -24,12 +24,18 @@
 //!
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
+//!
+//! Destinations that name their output by source range ([`Destination::by_partition`]: the
+//! archive and the warehouses) get one batcher per source partition instead, at most one batch
+//! in flight per partition, and each batch's [`SourceRange`]. So a batch is a run of one
+//! partition in offset order, and a redelivery after a crash starts where the last unfinished
+//! batch started.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use courier_connectors::{DeliveryError, Destination, Event, Failure, Others};
+use courier_connectors::{DeliveryError, Destination, Event, Failure, Others, SourceRange};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::FutureExt;
@@ -136,6 +142,33 @@ pub fn spawn(
     }
 }
 
+/// What batches are grouped by: nothing, or the source partition for by-partition
+/// destinations.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Lane {
+    Any,
+    Partition(Arc<str>, i32),
+}
+
+impl Lane {
+    fn of(origin: &Origin) -> Lane {
+        Lane::Partition(origin.topic.clone(), origin.partition)
+    }
+}
+
+/// The source range of a by-partition batch (the batch is one lane, in offset order).
+fn source_range(batch: &[EventCopy]) -> Option<SourceRange> {
+    let first = batch.first()?;
+    Some(SourceRange {
+        topic: first.origin.topic.clone(),
+        partition: first.origin.partition,
+        first: batch.iter().map(|c| c.origin.offset).min()?,
+        last: batch.iter().map(|c| c.origin.offset).max()?,
+        timestamp_ms: first.origin.timestamp_ms,
+        complete: batch.iter().all(|c| c.retry.is_none()),
+    })
+}
+
 struct Worker {
     id: Arc<DestinationId>,
     limiter: RateLimiter,
@@ -147,36 +180,65 @@ struct Worker {
 
 impl Worker {
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<EventCopy>, settings: DeliverySettings) {
-        let mut batcher = Batcher::new(settings.batch_limits());
-        let mut ready: VecDeque<Vec<EventCopy>> = VecDeque::new();
+        let by_partition = self.destination.by_partition();
+        let limits = settings.batch_limits();
+        let mut batchers: HashMap<Lane, Batcher<EventCopy>> = HashMap::new();
+        let mut ready: VecDeque<(Lane, Vec<EventCopy>)> = VecDeque::new();
+        // Lanes with a batch in flight (by-partition destinations send one per lane at a time).
+        let mut busy: HashSet<Lane> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
         let mut closed = false;
         loop {
             while in_flight.len() < settings.concurrency {
-                let Some(batch) = ready.pop_front() else {
+                let Some(i) = ready.iter().position(|(lane, _)| !busy.contains(lane)) else {
                     break;
                 };
-                in_flight.push(self.clone().send(batch));
+                let Some((lane, batch)) = ready.remove(i) else {
+                    break;
+                };
+                if by_partition {
+                    busy.insert(lane.clone());
+                }
+                let sent = self.clone().send(batch);
+                in_flight.push(async move {
+                    sent.await;
+                    lane
+                });
             }
             if closed && ready.is_empty() && in_flight.is_empty() {
                 return;
             }
-            let can_receive = !closed && ready.is_empty() && in_flight.len() < settings.concurrency;
-            let deadline = batcher.deadline();
+            let can_receive = !closed && ready.len() < settings.concurrency.max(1);
+            let deadline = batchers.values().filter_map(Batcher::deadline).min();
             tokio::select! {
                 biased;
-                Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
+                Some(lane) = in_flight.next(), if !in_flight.is_empty() => {
+                    busy.remove(&lane);
+                }
                 () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() && ready.is_empty() => {
-                    ready.extend(batcher.flush());
+                    let now = Instant::now();
+                    for (lane, batcher) in &mut batchers {
+                        if batcher.deadline().is_some_and(|d| d <= now) {
+                            ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
+                        }
+                    }
+                    batchers.retain(|_, b| b.deadline().is_some());
                 }
                 copy = rx.recv(), if can_receive => match copy {
                     Some(copy) => {
                         let size = copy.event.raw().len();
-                        ready.extend(batcher.push(copy, size, Instant::now()));
+                        let lane = if by_partition { Lane::of(&copy.origin) } else { Lane::Any };
+                        let batcher = batchers
+                            .entry(lane.clone())
+                            .or_insert_with(|| Batcher::new(limits));
+                        let full = batcher.push(copy, size, Instant::now());
+                        ready.extend(full.into_iter().map(|b| (lane.clone(), b)));
                     }
                     None => {
                         closed = true;
-                        ready.extend(batcher.flush());
+                        for (lane, mut batcher) in batchers.drain() {
+                            ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
+                        }
                     }
                 },
             }
@@ -198,7 +260,12 @@ impl Worker {
                 };
                 self.limiter.acquire(events.len()).await;
                 let sent_at = Instant::now();
-                let result = self.destination.deliver(&events).await;
+                let result = if self.destination.by_partition() {
+                    let source = source_range(&batch);
+                    self.destination.deliver_range(&events, source.as_ref()).await
+                } else {
+                    self.destination.deliver(&events).await
+                };
                 let retryable = matches!(&result, Err(e) if e.is_retryable());
                 self.breaker.record(permit, !retryable);
                 metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())

@@ -58,6 +58,7 @@ pub struct PartitionEnv {
 /// A message copied out of librdkafka's buffer.
 struct Inbound {
     offset: i64,
+    timestamp_ms: i64,
     payload: Bytes,
     key: Option<Bytes>,
     /// Only read in the retry flow, where they carry the retry state.
@@ -163,6 +164,7 @@ impl PartitionTask {
                 let inbound = match polled {
                     Ok(m) => Inbound {
                         offset: m.offset(),
+                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
                         payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
                         key: m.key().map(Bytes::copy_from_slice),
                         headers: match self.env.mode {
@@ -223,6 +225,7 @@ impl PartitionTask {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: msg.offset,
+            timestamp_ms: msg.timestamp_ms,
             key: msg.key.clone(),
         });
         match self.env.mode {

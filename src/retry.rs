@@ -22,7 +22,7 @@
 //! | `courier.retry.not-before` | unix milliseconds before which it is not tried |
 //! | `courier.retry.first-failed` | unix milliseconds of the first failure |
 //! | `courier.retry.reason` | the last failure |
-//! | `courier.source.topic` / `.partition` / `.offset` | the original position |
+//! | `courier.source.topic` / `.partition` / `.offset` / `.timestamp` | the original position and its timestamp (ms) |
 //!
 //! One retry topic serves every delay, so a due event can wait behind one parked later with a
 //! longer delay in the same partition; the delays grow slowly enough (doubling from
@@ -123,6 +123,7 @@ impl Parking {
             ("courier.source.topic", origin.topic.to_string()),
             ("courier.source.partition", origin.partition.to_string()),
             ("courier.source.offset", origin.offset.to_string()),
+            ("courier.source.timestamp", origin.timestamp_ms.to_string()),
         ]
         .iter()
         .fold(OwnedHeaders::new_with_capacity(9), |h, (key, value)| {
@@ -206,6 +207,8 @@ pub fn parse(headers: Option<&impl Headers>, key: Option<bytes::Bytes>) -> Resul
             topic: Arc::from(get("courier.source.topic")?.as_str()),
             partition: number("courier.source.partition")? as i32,
             offset: number("courier.source.offset")?,
+            // Absent on events parked by earlier versions.
+            timestamp_ms: number("courier.source.timestamp").unwrap_or(0),
             key,
         },
     })

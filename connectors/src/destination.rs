@@ -28,6 +28,59 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// Delivers every event of `batch`, or reports why not. `Ok` means the destination has
     /// accepted all of them; the runtime then acknowledges them.
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError>;
+
+    /// Whether batches must come from one source partition each, in position order, one at a
+    /// time per partition, with their [`SourceRange`] (files and loads named by the range they
+    /// hold). Other destinations get batches that mix partitions.
+    fn by_partition(&self) -> bool {
+        false
+    }
+
+    /// Delivers a batch whose source range is known (always `Some` for [`by_partition`]
+    /// destinations in the runtime). The default ignores the range.
+    ///
+    /// [`by_partition`]: Destination::by_partition
+    async fn deliver_range(
+        &self,
+        batch: &[Arc<Event>],
+        source: Option<&SourceRange>,
+    ) -> Result<(), DeliveryError> {
+        let _ = source;
+        self.deliver(batch).await
+    }
+}
+
+/// Where a batch came from: positions `first..=last` of one partition of a source log (the
+/// topic). Connectors use it to name what they write, so a redelivered range lands on the same
+/// name instead of beside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRange {
+    /// The source log's name.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The first event's position.
+    pub first: i64,
+    /// The last event's position.
+    pub last: i64,
+    /// The first event's timestamp in the log (milliseconds since the epoch), for date/hour
+    /// prefixes.
+    pub timestamp_ms: i64,
+    /// `true` when the batch holds every event of this destination in `first..=last` (the
+    /// main flow); `false` for redeliveries of single events picked from that range (retried
+    /// events), whose name must not replace a complete range's.
+    pub complete: bool,
+}
+
+impl SourceRange {
+    /// `topic-partition-first-last`, positions zero-padded to 20 digits so names sort by
+    /// position.
+    pub fn name(&self) -> String {
+        format!(
+            "{}-{}-{:020}-{:020}",
+            self.topic, self.partition, self.first, self.last
+        )
+    }
 }
 
 /// The limits the runtime batches under, for one destination instance.

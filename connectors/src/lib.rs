@@ -14,11 +14,13 @@
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
 //! - [`warehouse`]: the warehouse layout (tables, columns, safe identifiers) for the
 //!   warehouse connectors.
-//! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`postgres`],
+//! - [`webhook`], [`amplitude`], [`mixpanel`], [`slack`], [`segment`], [`s3`], [`postgres`], [`redshift`],
 //!   [`blackhole`]: the connectors.
 //!
 //! # Invariants
-//! This crate knows nothing of Kafka, offsets or acknowledgements. A connector turns a batch
+//! This crate knows nothing of Kafka clients or acknowledgements; a batch may carry the
+//! [`SourceRange`] (log, partition, first and last position) it came from, for connectors that
+//! name their output by it. A connector turns a batch
 //! into requests and classifies failures; batching, retries, backoff, dead-lettering and
 //! acknowledgement are the runtime's job, applied the same way to every connector.
 
@@ -31,14 +33,16 @@ pub mod http;
 pub mod mapping;
 pub mod mixpanel;
 pub mod postgres;
+pub mod redshift;
 pub mod registry;
+pub mod s3;
 pub mod secret;
 pub mod segment;
 pub mod slack;
 pub mod warehouse;
 pub mod webhook;
 
-pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination};
+pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination, SourceRange};
 pub use error::{BuildError, DeliveryError, Failure, Others, RejectedEvent};
 pub use event::{DecodeError, Event, EventType};
 pub use registry::{ConnectorKind, Registry, SettingDoc};

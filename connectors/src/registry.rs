@@ -154,7 +154,9 @@ impl Registry {
         registry.register::<crate::mixpanel::MixpanelConnector>();
         registry.register::<crate::slack::SlackConnector>();
         registry.register::<crate::segment::SegmentConnector>();
+        registry.register::<crate::s3::S3Archive>();
         registry.register::<crate::postgres::PostgresConnector>();
+        registry.register::<crate::redshift::RedshiftConnector>();
         registry.register::<crate::blackhole::BlackholeConnector>();
         registry
     }

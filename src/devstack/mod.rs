@@ -11,9 +11,11 @@
 //! - [`contracts`]: servers enforcing the published contracts of Amplitude, Mixpanel, Slack and
 //!   Segment, with fault injection.
 //! - [`produce`]: producing records and reading topics back.
+//! - [`s3`]: a real S3 server (`s3s-fs`) on loopback.
 
 pub mod broker;
 pub mod contracts;
 pub mod produce;
 pub mod receiver;
+pub mod s3;
 pub mod sample;

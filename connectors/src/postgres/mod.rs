@@ -1,33 +1,25 @@
 //! `postgres`: Segment's warehouse layout in a PostgreSQL database, one row per event.
 //!
-//! Each batch is one transaction, serialised per customer schema by an advisory lock:
-//!
-//! 1. create the schema, the load ledger and the tables the batch needs; add new columns
-//!    (types are inferred and never changed; a misfitting value goes to `<column>_text`, see
-//!    [`crate::warehouse::plan`]);
-//! 2. skip the batch if the ledger already holds its load id (a hash of its message ids);
-//! 3. per table: `COPY` the rows as CSV into a temporary staging table, `DELETE` the table's
-//!    rows with the staged ids, `INSERT` the staged rows keeping one per id (the latest
-//!    `received_at`); `users` instead merges: identifies of one user are folded in delivery
-//!    order, then staged non-NULL traits update the existing row and new ids are inserted;
-//! 4. record the load in `courier_loads`, commit. Only then are the events acknowledged.
+//! Each batch (one source partition's range, see [`crate::Destination::by_partition`]) is one
+//! transaction under a per-schema advisory lock, loaded with `COPY ... FROM STDIN`; the steps,
+//! the merge by `messageId` and the `courier_ledger` table are
+//! [`crate::warehouse::load`]'s, shared with `redshift`.
 //!
 //! So a redelivered event replaces its row instead of adding one: every `messageId` is one
 //! row per table, however often it is delivered. Identifiers from events are sanitised and
 //! quoted; values only travel in the CSV stream.
 //!
 //! Failures: connection losses, restarts (SQLSTATE classes 08, 57), serialisation failures
-//! and deadlocks (40), resource limits (53, 58) are retried; any other SQL error dead-letters
-//! the batch with the error. The transaction rolls back on any failure, so nothing is ever
-//! half-loaded.
+//! and deadlocks (40), resource limits (53, 58) and concurrent-DDL races are retried; any other
+//! SQL error dead-letters the batch with the error. The transaction rolls back on any failure,
+//! so nothing is ever half-loaded.
 //!
-//! Not yet: staging the load file in S3 first (the `redshift` connector's path), TLS
-//! connections. A replayed old identify re-applies its traits over newer ones (delivery order
-//! decides, not event time).
+//! Not yet: TLS connections. A replayed old identify re-applies its traits over newer ones
+//! (delivery order decides, not event time).
 
 mod config;
-mod load;
 mod service;
 
 pub use config::PostgresSettings;
+pub(crate) use service::connection_doc;
 pub use service::PostgresConnector;

@@ -1,34 +1,48 @@
-//! The `postgres` connector: a small connection pool and failure classification.
+//! The `postgres` connector: settings to a load target.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
 
 use super::config::PostgresSettings;
-use super::load::{load, Loaded};
-use crate::destination::{ApiLimits, BuildContext, Destination};
+use crate::destination::{ApiLimits, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
 use crate::registry::{ConnectorKind, SettingDoc};
-use crate::secret::Secret;
-use crate::warehouse::sanitize;
+use crate::warehouse::load::{Staging, Target};
+use crate::warehouse::pool::Pool;
+use crate::warehouse::{sanitize, Dialect};
 
 /// A built `postgres` destination.
+#[derive(Debug)]
 pub struct PostgresConnector {
-    url: Secret,
+    customer: String,
     schema: String,
-    pool: Mutex<Vec<Client>>,
-    pool_size: usize,
+    pool: Pool,
 }
 
-impl std::fmt::Debug for PostgresConnector {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresConnector")
-            .field("schema", &self.schema)
-            .finish_non_exhaustive()
-    }
+/// The `url`, `schema` and `pool_size` settings every warehouse connector has.
+pub(crate) fn connection_doc() -> Vec<SettingDoc> {
+    vec![
+        SettingDoc {
+            name: "url",
+            type_name: "string",
+            default: None,
+            description: "connection URL, postgres://user:password@host/db (secret)",
+        },
+        SettingDoc {
+            name: "schema",
+            type_name: "string",
+            default: Some("the customer id"),
+            description: "schema of the customer's tables",
+        },
+        SettingDoc {
+            name: "pool_size",
+            type_name: "integer",
+            default: Some("4"),
+            description: "connections kept open",
+        },
+    ]
 }
 
 impl ConnectorKind for PostgresConnector {
@@ -43,26 +57,7 @@ impl ConnectorKind for PostgresConnector {
     type Settings = PostgresSettings;
 
     fn settings_doc() -> Vec<SettingDoc> {
-        vec![
-            SettingDoc {
-                name: "url",
-                type_name: "string",
-                default: None,
-                description: "connection URL, postgres://user:password@host/db (secret)",
-            },
-            SettingDoc {
-                name: "schema",
-                type_name: "string",
-                default: Some("the customer id"),
-                description: "schema of the customer's tables",
-            },
-            SettingDoc {
-                name: "pool_size",
-                type_name: "integer",
-                default: Some("4"),
-                description: "connections kept open",
-            },
-        ]
+        connection_doc()
     }
 
     fn build(
@@ -76,78 +71,34 @@ impl ConnectorKind for PostgresConnector {
             .map_err(|e| ctx.invalid("url", e.to_string()))?;
         let schema = sanitize(settings.schema.as_deref().unwrap_or(&ctx.customer), 63);
         Ok(Arc::new(PostgresConnector {
-            url: settings.url,
+            customer: ctx.customer.clone(),
             schema,
-            pool: Mutex::new(Vec::new()),
-            pool_size: settings.pool_size.max(1),
+            pool: Pool::new(settings.url, settings.pool_size),
         }))
-    }
-}
-
-/// Connection trouble, restarts, serialisation failures and resource limits pass; anything
-/// else is a problem with the batch itself.
-fn classify(err: &tokio_postgres::Error) -> DeliveryError {
-    let message = format!("postgres: {err}");
-    let Some(code) = err.code() else {
-        return DeliveryError::retryable(message);
-    };
-    let class = &code.code()[..2];
-    if matches!(class, "08" | "40" | "53" | "57" | "58") || code == &SqlState::LOCK_NOT_AVAILABLE {
-        DeliveryError::retryable(message)
-    } else {
-        DeliveryError::permanent(message)
-    }
-}
-
-impl PostgresConnector {
-    async fn client(&self) -> Result<Client, DeliveryError> {
-        if let Some(client) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            if !client.is_closed() {
-                return Ok(client);
-            }
-        }
-        let (client, connection) = tokio_postgres::connect(self.url.expose(), NoTls)
-            .await
-            .map_err(|e| DeliveryError::retryable(format!("postgres: cannot connect: {e}")))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "postgres connection closed");
-            }
-        });
-        // "already exists, skipping" notices of every load would flood the logs.
-        client
-            .batch_execute("SET client_min_messages TO warning")
-            .await
-            .map_err(|e| classify(&e))?;
-        Ok(client)
-    }
-
-    fn give_back(&self, client: Client) {
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-        if pool.len() < self.pool_size && !client.is_closed() {
-            pool.push(client);
-        }
     }
 }
 
 #[async_trait]
 impl Destination for PostgresConnector {
+    fn by_partition(&self) -> bool {
+        true
+    }
+
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        let mut client = self.client().await?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as i64;
-        match load(&mut client, &self.schema, batch, now).await {
-            Ok(loaded) => {
-                if loaded == Loaded::Skipped {
-                    tracing::info!(schema = %self.schema, events = batch.len(), "batch already loaded; skipped");
-                }
-                self.give_back(client);
-                Ok(())
-            }
-            // The transaction rolled back; the connection may be broken, so it is not reused.
-            Err(err) => Err(classify(&err)),
-        }
+        self.deliver_range(batch, None).await
+    }
+
+    async fn deliver_range(
+        &self,
+        batch: &[Arc<Event>],
+        source: Option<&SourceRange>,
+    ) -> Result<(), DeliveryError> {
+        let target = Target {
+            customer: &self.customer,
+            schema: &self.schema,
+            dialect: Dialect::Postgres,
+            staging: Staging::Stdin,
+        };
+        self.pool.load(&target, batch, source).await
     }
 }

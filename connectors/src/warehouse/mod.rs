@@ -23,8 +23,11 @@
 
 pub mod csv;
 pub mod identifier;
+pub(crate) mod load;
 pub mod plan;
+pub(crate) mod pool;
 pub mod rows;
 
 pub use identifier::{quote, sanitize};
+pub use load::LEDGER;
 pub use rows::{rows, ColumnType, Dialect, Row, Value};

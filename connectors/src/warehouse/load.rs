@@ -1,0 +1,366 @@
+//! One batch as one warehouse transaction, shared by the `postgres` and `redshift` connectors.
+//!
+//! Under a per-schema lock (PostgreSQL: an advisory lock; Redshift: `LOCK` on the ledger):
+//!
+//! 1. create the schema, the ledger and the tables the batch needs; add new columns (types are
+//!    inferred and never changed; a misfitting value goes to `<column>_text`, see
+//!    [`super::plan`]);
+//! 2. skip the batch if the ledger already holds its load id (`topic-partition-first-last`
+//!    and a hash of its message ids: the same events from the same range);
+//! 3. per table: stage the rows as CSV in a temporary table — `COPY ... FROM STDIN` on
+//!    PostgreSQL, or gzip CSV files plus a manifest written to S3 and `COPY ... FROM 's3://...'
+//!    MANIFEST` on Redshift — then `DELETE` the table's rows with the staged ids and `INSERT` the
+//!    staged rows keeping one per id (the latest `received_at`); `users` instead merges: the
+//!    identifies of one user are folded in delivery order, staged non-NULL traits update the
+//!    existing row and new ids are inserted;
+//! 4. record one ledger row per table (customer, table, topic, partition, first and last
+//!    offset, file keys), commit. Only then are the events acknowledged.
+//!
+//! Identifiers are sanitised and quoted; values travel only in load files and bound parameters.
+//! Any failure drops the transaction, which rolls everything back, staged files included in
+//! effect (they are only named by the ledger after a commit).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use futures::SinkExt;
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, Transaction};
+
+use crate::destination::SourceRange;
+use crate::error::DeliveryError;
+use crate::event::Event;
+use crate::s3::Bucket;
+use crate::warehouse::csv::write_rows;
+use crate::warehouse::plan::{by_table, merge_by_id, plan};
+use crate::warehouse::rows::{rows, ColumnType, Dialect, Row};
+use crate::warehouse::{quote, sanitize};
+
+/// The table identifies merge into instead of replacing rows.
+const USERS: &str = "users";
+
+/// The ledger table in every customer schema.
+pub const LEDGER: &str = "courier_ledger";
+
+/// Rows per staged load file (Redshift loads the files of a manifest in parallel).
+const ROWS_PER_FILE: usize = 50_000;
+
+/// How staged rows reach the staging table.
+#[derive(Debug)]
+pub(crate) enum Staging<'a> {
+    /// `COPY ... FROM STDIN` over the connection.
+    Stdin,
+    /// Gzip CSV files and a manifest in S3, then `COPY ... FROM 's3://...' MANIFEST`.
+    S3 {
+        /// Where the files go.
+        bucket: &'a Bucket,
+        /// The `COPY` authorisation clause (`IAM_ROLE '...'` or `CREDENTIALS '...'`); secret.
+        authorization: &'a str,
+    },
+}
+
+/// Where and how a batch loads.
+#[derive(Debug)]
+pub(crate) struct Target<'a> {
+    /// The customer, for the ledger.
+    pub customer: &'a str,
+    /// The customer's schema (sanitised).
+    pub schema: &'a str,
+    /// The SQL dialect.
+    pub dialect: Dialect,
+    /// How rows are staged.
+    pub staging: Staging<'a>,
+}
+
+/// What a load did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Loaded {
+    /// The rows were merged.
+    Rows(usize),
+    /// The ledger already held this batch.
+    Skipped,
+}
+
+/// Why a load failed.
+#[derive(Debug)]
+pub(crate) enum LoadError {
+    /// The database refused or the connection failed.
+    Sql(tokio_postgres::Error),
+    /// Staging files in S3 failed (already classified).
+    Stage(DeliveryError),
+}
+
+impl From<tokio_postgres::Error> for LoadError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        LoadError::Sql(err)
+    }
+}
+
+/// The load id of a batch: its source range and a hash of its message ids, so only the same
+/// events from the same range are skipped as already loaded.
+pub(crate) fn load_id(batch: &[Arc<Event>], source: Option<&SourceRange>) -> String {
+    let mut ids: Vec<&str> = batch.iter().map(|e| e.message_id()).collect();
+    ids.sort_unstable();
+    let mut hash = Sha256::new();
+    for id in ids {
+        hash.update(id.as_bytes());
+        hash.update([0]);
+    }
+    let hash = hex::encode(&hash.finalize()[..12]);
+    match source {
+        Some(range) => format!("{}-{hash}", range.name()),
+        None => format!("batch-{hash}"),
+    }
+}
+
+fn column_type(data_type: &str) -> ColumnType {
+    match data_type {
+        "boolean" => ColumnType::Boolean,
+        "bigint" | "integer" | "smallint" => ColumnType::BigInt,
+        "double precision" | "real" | "numeric" => ColumnType::Double,
+        "timestamp with time zone" | "timestamp without time zone" => ColumnType::Timestamp,
+        _ => ColumnType::Text,
+    }
+}
+
+/// Escapes a value for a single-quoted SQL string literal (only for settings, never for event
+/// data).
+pub(crate) fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Loads `batch` into the target schema in one transaction.
+pub(crate) async fn load(
+    client: &mut Client,
+    target: &Target<'_>,
+    batch: &[Arc<Event>],
+    source: Option<&SourceRange>,
+    received_at_ms: i64,
+) -> Result<Loaded, LoadError> {
+    let dialect = target.dialect;
+    let s = quote(target.schema);
+    let ledger = format!("{s}.{}", quote(LEDGER));
+    let id = load_id(batch, source);
+    let tx = client.transaction().await?;
+    if dialect == Dialect::Postgres {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&target.schema],
+        )
+        .await?;
+    }
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS {s};
+         CREATE TABLE IF NOT EXISTS {ledger} (load_id varchar(256) NOT NULL, table_name varchar(256) NOT NULL, customer varchar(256) NOT NULL, topic varchar(256), \"partition\" integer, first_offset bigint, last_offset bigint, files varchar(65535), events integer NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now());"
+    ))
+    .await?;
+    if dialect == Dialect::Redshift {
+        tx.batch_execute(&format!("LOCK {ledger}")).await?;
+    }
+    let seen = tx
+        .query_opt(
+            &format!("SELECT 1 FROM {ledger} WHERE load_id = $1 LIMIT 1"),
+            &[&id],
+        )
+        .await?;
+    if seen.is_some() {
+        tx.commit().await?;
+        return Ok(Loaded::Skipped);
+    }
+    let tables = by_table(batch.iter().flat_map(|e| rows(e, received_at_ms, dialect)));
+    let mut loaded = 0;
+    let mut ledger_rows = Vec::with_capacity(tables.len());
+    for (n, (table, table_rows)) in tables.into_iter().enumerate() {
+        let t = format!("{s}.{}", quote(&table));
+        tx.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {t} (\"id\" {} NOT NULL, \"received_at\" timestamptz)",
+                ColumnType::Text.sql(dialect)
+            ),
+            &[],
+        )
+        .await?;
+        let existing: HashMap<String, ColumnType> = tx
+            .query(
+                "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2",
+                &[&target.schema, &table],
+            )
+            .await?
+            .iter()
+            .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
+            .collect();
+        let table_rows = if table == USERS {
+            merge_by_id(table_rows)
+        } else {
+            table_rows
+        };
+        let p = plan(&table, table_rows, &existing, dialect);
+        for (column, ty) in &p.new_columns {
+            // The catalog was read under the lock, so the column is new.
+            tx.execute(
+                &format!(
+                    "ALTER TABLE {t} ADD COLUMN {} {}",
+                    quote(column),
+                    ty.sql(dialect)
+                ),
+                &[],
+            )
+            .await?;
+        }
+        let stage = quote(&sanitize(
+            &format!("courier_stage_{n}"),
+            dialect.max_identifier(),
+        ));
+        let create_stage = match dialect {
+            Dialect::Postgres => format!("CREATE TEMP TABLE {stage} (LIKE {t}) ON COMMIT DROP"),
+            Dialect::Redshift => format!("CREATE TEMP TABLE {stage} (LIKE {t})"),
+        };
+        tx.execute(&create_stage, &[]).await?;
+        let columns: Vec<String> = p.columns.keys().cloned().collect();
+        let list = columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let files = stage_rows(&tx, target, &id, &table, &stage, &list, &columns, &p.rows).await?;
+        loaded += if table == USERS {
+            // Users accumulate traits: staged non-NULL values update the row, new ids insert.
+            let set = columns
+                .iter()
+                .filter(|c| c.as_str() != "id")
+                .map(|c| format!("{0} = COALESCE(s.{0}, t.{0})", quote(c)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let updated = tx
+                .execute(
+                    &format!(
+                        "UPDATE {t} AS t SET {set} FROM {stage} AS s WHERE t.\"id\" = s.\"id\""
+                    ),
+                    &[],
+                )
+                .await?;
+            let inserted = tx
+                .execute(
+                    &format!("INSERT INTO {t} ({list}) SELECT {list} FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.\"id\" = s.\"id\")"),
+                    &[],
+                )
+                .await?;
+            (updated + inserted) as usize
+        } else {
+            tx.execute(
+                &format!("DELETE FROM {t} USING {stage} AS s WHERE {t}.\"id\" = s.\"id\""),
+                &[],
+            )
+            .await?;
+            let insert = match dialect {
+                Dialect::Postgres => format!("INSERT INTO {t} ({list}) SELECT DISTINCT ON (\"id\") {list} FROM {stage} ORDER BY \"id\", \"received_at\" DESC"),
+                Dialect::Redshift => format!("INSERT INTO {t} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY \"id\" ORDER BY \"received_at\" DESC) AS courier_rank FROM {stage}) AS ranked WHERE courier_rank = 1"),
+            };
+            tx.execute(&insert, &[]).await? as usize
+        };
+        if dialect == Dialect::Redshift {
+            tx.execute(&format!("DROP TABLE {stage}"), &[]).await?;
+        }
+        let events = i32::try_from(p.rows.len()).unwrap_or(i32::MAX);
+        ledger_rows.push((table, files.join(","), events));
+    }
+    for (table, files, events) in ledger_rows {
+        tx.execute(
+            &format!("INSERT INTO {ledger} (load_id, table_name, customer, topic, \"partition\", first_offset, last_offset, files, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
+            &[
+                &id,
+                &table,
+                &target.customer,
+                &source.map(|r| r.topic.to_string()),
+                &source.map(|r| r.partition),
+                &source.map(|r| r.first),
+                &source.map(|r| r.last),
+                &files,
+                &events,
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Loaded::Rows(loaded))
+}
+
+/// Fills the staging table with `rows`; returns the staged file keys (none for STDIN).
+#[allow(clippy::too_many_arguments)]
+async fn stage_rows(
+    tx: &Transaction<'_>,
+    target: &Target<'_>,
+    load_id: &str,
+    table: &str,
+    stage: &str,
+    list: &str,
+    columns: &[String],
+    rows: &[Row],
+) -> Result<Vec<String>, LoadError> {
+    match &target.staging {
+        Staging::Stdin => {
+            let mut csv = Vec::new();
+            write_rows(rows, columns, &mut csv);
+            let sink = tx
+                .copy_in(&format!(
+                    "COPY {stage} ({list}) FROM STDIN WITH (FORMAT csv)"
+                ))
+                .await?;
+            futures::pin_mut!(sink);
+            sink.send(bytes::Bytes::from(csv)).await?;
+            sink.finish().await?;
+            Ok(Vec::new())
+        }
+        Staging::S3 {
+            bucket,
+            authorization,
+        } => {
+            let dir = bucket
+                .location()
+                .key(&format!("{}/{table}/{load_id}", target.schema));
+            let bucket_name = &bucket.location().bucket;
+            let mut keys = Vec::new();
+            let mut entries = Vec::new();
+            for (i, chunk) in rows.chunks(ROWS_PER_FILE).enumerate() {
+                let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+                let mut csv = Vec::new();
+                write_rows(chunk, columns, &mut csv);
+                // Writing into a Vec cannot fail.
+                let _ = gz.write_all(&csv);
+                let body = gz.finish().unwrap_or_default();
+                let key = format!("{dir}/part-{i:05}.csv.gz");
+                let length = body.len();
+                bucket
+                    .put(&key, body, "application/gzip")
+                    .await
+                    .map_err(LoadError::Stage)?;
+                entries.push(serde_json::json!({
+                    "url": format!("s3://{bucket_name}/{key}"),
+                    "mandatory": true,
+                    "meta": { "content_length": length },
+                }));
+                keys.push(key);
+            }
+            let manifest = format!("{dir}/manifest.json");
+            let body =
+                serde_json::to_vec(&serde_json::json!({ "entries": entries })).unwrap_or_default();
+            bucket
+                .put(&manifest, body, "application/json")
+                .await
+                .map_err(LoadError::Stage)?;
+            // Never logged: the authorisation clause may hold keys.
+            let copy = format!(
+                "COPY {stage} ({list}) FROM {url} {authorization} MANIFEST CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS TRUNCATECOLUMNS EMPTYASNULL COMPUPDATE OFF STATUPDATE OFF REGION {region}",
+                url = literal(&format!("s3://{bucket_name}/{manifest}")),
+                region = literal(&bucket.location().region),
+            );
+            tx.batch_execute(&copy).await?;
+            keys.push(manifest);
+            Ok(keys)
+        }
+    }
+}
