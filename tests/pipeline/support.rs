@@ -358,3 +358,55 @@ pub fn customer(id: &str, write_key: &str, destinations: &[(&str, &str, &str)]) 
     }
     out
 }
+
+/// A real S3 server (s3s-fs over a temporary directory) with the buckets `staging` and
+/// `archive`, signed with the devstack's keys.
+pub struct LocalS3 {
+    pub server: courier::devstack::s3::S3Server,
+    _dir: tempfile::TempDir,
+}
+
+impl LocalS3 {
+    pub async fn start() -> LocalS3 {
+        let dir = tempfile::tempdir().unwrap();
+        let server = courier::devstack::s3::S3Server::start(
+            dir.path(),
+            "127.0.0.1:0",
+            courier::devstack::s3::ACCESS_KEY,
+            courier::devstack::s3::SECRET_KEY,
+            &["staging", "archive"],
+        )
+        .await
+        .unwrap();
+        LocalS3 { server, _dir: dir }
+    }
+
+    /// The location of `bucket`/`prefix` on this server, through `endpoint` (the server's own,
+    /// or a proxy in front of it).
+    pub fn location(
+        endpoint: &str,
+        bucket: &str,
+        prefix: &str,
+    ) -> courier_connectors::s3::S3Location {
+        courier_connectors::s3::S3Location {
+            bucket: bucket.into(),
+            prefix: prefix.into(),
+            region: "us-east-1".into(),
+            endpoint: Some(endpoint.into()),
+            path_style: true,
+            access_key_id: Some(courier::devstack::s3::ACCESS_KEY.into()),
+            secret_access_key: Some(courier_connectors::Secret::new(
+                courier::devstack::s3::SECRET_KEY,
+            )),
+        }
+    }
+
+    /// The same location as TOML settings lines.
+    pub fn settings(endpoint: &str, bucket: &str, prefix: &str) -> String {
+        format!(
+            "bucket = \"{bucket}\"\nprefix = \"{prefix}\"\nendpoint = \"{endpoint}\"\npath_style = true\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            courier::devstack::s3::ACCESS_KEY,
+            courier::devstack::s3::SECRET_KEY
+        )
+    }
+}

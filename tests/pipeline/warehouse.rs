@@ -8,12 +8,12 @@ use serde_json::{json, Value};
 use crate::support::{records, sample_events, until_fully_committed, Spec, Stack};
 
 /// The PostgreSQL the tests use (`scripts/setup.sh postgres` starts one on a fresh machine).
-fn url() -> String {
+pub(crate) fn url() -> String {
     std::env::var("COURIER_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
-async fn connect() -> tokio_postgres::Client {
+pub(crate) async fn connect() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await
         .expect("PostgreSQL on 127.0.0.1:5432 (run scripts/setup.sh postgres)");
@@ -22,20 +22,20 @@ async fn connect() -> tokio_postgres::Client {
 }
 
 /// A connection and an empty schema of this test process, named `courier_test_<pid><suffix>`.
-async fn fresh_schema(suffix: &str) -> (tokio_postgres::Client, String) {
+pub(crate) async fn fresh_schema(suffix: &str) -> (tokio_postgres::Client, String) {
     let schema = format!("courier_test_{}{suffix}", std::process::id());
     let db = connect().await;
     drop_schema(&db, &schema).await;
     (db, schema)
 }
 
-async fn drop_schema(db: &tokio_postgres::Client, schema: &str) {
+pub(crate) async fn drop_schema(db: &tokio_postgres::Client, schema: &str) {
     db.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .await
         .unwrap();
 }
 
-async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+pub(crate) async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
     db.query_one(sql, &[])
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
@@ -339,7 +339,12 @@ async fn sigkill_between_load_commit_and_offset_commit_leaves_every_event_once()
 }
 
 /// Every event of `events` is exactly one row in its standard table.
-async fn check_once(db: &tokio_postgres::Client, schema: &str, events: &[Value], label: &str) {
+pub(crate) async fn check_once(
+    db: &tokio_postgres::Client,
+    schema: &str,
+    events: &[Value],
+    label: &str,
+) {
     for (table, kind) in [
         ("tracks", "track"),
         ("identifies", "identify"),
