@@ -5,6 +5,7 @@
 // The harness is private to this test binary: its items need no docs or narrower visibility.
 #![allow(unreachable_pub, missing_docs, missing_debug_implementations)]
 
+mod archive;
 mod backpressure;
 mod bad_input;
 mod commit;

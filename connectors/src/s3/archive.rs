@@ -165,27 +165,38 @@ impl S3Archive {
         }
     }
 
-    /// Deletes other complete objects that start at the same position (an earlier cut of the
-    /// same redelivered range).
-    async fn remove_siblings(&self, key: &str, range: &SourceRange) -> Result<(), DeliveryError> {
+    /// Deletes the other complete objects of the range's partition (in the same hour's
+    /// directory) whose ranges lie within this one: earlier, shorter cuts of a redelivered
+    /// range. Objects that reach past it are kept, so nothing is ever lost.
+    async fn remove_covered(&self, key: &str, range: &SourceRange) -> Result<(), DeliveryError> {
         let Some(dir_end) = key.rfind('/') else {
             return Ok(());
         };
-        let prefix = format!(
-            "{}/{}-{}-{:020}-",
-            &key[..dir_end],
-            range.topic,
-            range.partition,
-            range.first
-        );
-        for other in self.bucket.list(&prefix).await? {
-            if other != key && other.ends_with(SUFFIX) && !other.contains("-retry-") {
+        let partition = format!("{}/{}-{}-", &key[..dir_end], range.topic, range.partition);
+        // Keys sort by first position, so listing starts at this range's first.
+        let start = format!("{partition}{:020}", range.first);
+        for other in self.bucket.list_after(&partition, Some(&start)).await? {
+            let Some((first, last)) = parse_range(&other[partition.len()..]) else {
+                continue;
+            };
+            if first > range.last {
+                break;
+            }
+            if other != key && first >= range.first && last <= range.last {
                 tracing::info!(replaced = %other, by = %key, "archive range rewritten; removing the earlier object");
                 self.bucket.delete(&other).await?;
             }
         }
         Ok(())
     }
+}
+
+/// `first` and `last` of a complete object's name after its `topic-partition-` (`None` for
+/// retried-event objects and foreign keys).
+fn parse_range(name: &str) -> Option<(i64, i64)> {
+    let stem = name.strip_suffix(SUFFIX)?;
+    let (first, last) = stem.split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
 }
 
 #[async_trait]
@@ -210,7 +221,7 @@ impl Destination for S3Archive {
         let body = ndjson_gz(batch);
         self.bucket.put(&key, body, "application/gzip").await?;
         if let Some(range) = source.filter(|r| r.complete) {
-            self.remove_siblings(&key, range).await?;
+            self.remove_covered(&key, range).await?;
         }
         Ok(())
     }
@@ -277,5 +288,17 @@ mod tests {
         assert!(retry.starts_with(
             "raw/2025-11-29/12/events-3-00000000000000000017-00000000000000000042-retry-"
         ));
+    }
+
+    #[test]
+    fn object_names_parse_back_to_their_range() {
+        assert_eq!(
+            parse_range("00000000000000000017-00000000000000000042.ndjson.gz"),
+            Some((17, 42))
+        );
+        assert_eq!(
+            parse_range("00000000000000000017-00000000000000000042-retry-ab12.ndjson.gz"),
+            None
+        );
     }
 }

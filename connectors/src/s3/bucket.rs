@@ -273,6 +273,15 @@ impl Bucket {
 
     /// The keys that start with `prefix`, in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, DeliveryError> {
+        self.list_after(prefix, None).await
+    }
+
+    /// The keys that start with `prefix` and sort after `start_after`, in key order.
+    pub async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<Vec<String>, DeliveryError> {
         let client = self.client().await;
         let mut keys = Vec::new();
         let mut token = None;
@@ -281,6 +290,7 @@ impl Bucket {
                 .list_objects_v2()
                 .bucket(&self.location.bucket)
                 .prefix(prefix)
+                .set_start_after(start_after.map(str::to_owned))
                 .set_continuation_token(token)
                 .send()
                 .await

@@ -1,0 +1,165 @@
+//! The `s3` raw archive against a real S3 server: every event exactly once per offset range
+//! after a SIGKILL and redelivery, and after a full replay.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use courier_connectors::s3::Bucket;
+use flate2::read::GzDecoder;
+
+use crate::support::{
+    eventually, records, sample_events, until_fully_committed, LocalS3, PartitionOffsets, Spec,
+    Stack,
+};
+
+/// One archived object: its partition and range, and the messageIds in it.
+#[derive(Debug)]
+struct Object {
+    key: String,
+    partition: i32,
+    first: i64,
+    last: i64,
+}
+
+/// The complete objects under `raw/`, by their names.
+async fn objects(bucket: &Bucket) -> Vec<Object> {
+    let keys = bucket.list("raw/").await.expect("list the archive");
+    keys.into_iter()
+        .filter_map(|key| {
+            let name = key.rsplit('/').next()?.strip_suffix(".ndjson.gz")?;
+            let mut parts = name.rsplitn(3, '-');
+            let last = parts.next()?.parse().ok()?;
+            let first = parts.next()?.parse().ok()?;
+            let partition = parts.next()?.rsplit('-').next()?.parse().ok()?;
+            Some(Object {
+                key: key.clone(),
+                partition,
+                first,
+                last,
+            })
+        })
+        .collect()
+}
+
+/// How often each messageId is archived; asserts that no two objects of a partition overlap.
+async fn archived(bucket: &Bucket) -> HashMap<String, usize> {
+    let mut objects = objects(bucket).await;
+    objects.sort_by_key(|o| (o.partition, o.first));
+    for pair in objects.windows(2) {
+        assert!(
+            pair[0].partition != pair[1].partition || pair[0].last < pair[1].first,
+            "overlapping objects {} and {}",
+            pair[0].key,
+            pair[1].key
+        );
+    }
+    let mut seen = HashMap::new();
+    for object in &objects {
+        let gz = bucket.get(&object.key).await.expect("get an object");
+        let mut text = String::new();
+        GzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .expect("gzip NDJSON");
+        for line in text.lines() {
+            let event: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON event per line");
+            *seen
+                .entry(event["messageId"].as_str().unwrap().to_owned())
+                .or_insert(0) += 1;
+        }
+    }
+    seen
+}
+
+fn assert_once(seen: &HashMap<String, usize>, produced: &[serde_json::Value], label: &str) {
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).take(5).collect();
+    assert!(
+        twice.is_empty(),
+        "{label}: archived more than once: {twice:?}"
+    );
+    for event in produced {
+        let id = event["messageId"].as_str().unwrap();
+        assert!(seen.contains_key(id), "{label}: {id} is not archived");
+    }
+    assert_eq!(
+        seen.len(),
+        produced.len(),
+        "{label}: nothing else is archived"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
+    let s3 = LocalS3::start().await;
+    let endpoint = s3.server.endpoint();
+    let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
+    // Batches cut by count (the age limit is far away until the backlog's tail), offsets
+    // committed every 2 s: objects written in between are redelivered after the kill.
+    let stack = Stack::start(Spec {
+        partitions: 3,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.raw]\nkind = \"s3\"\nenabled = true\ndelivery = {{ batch_max_events = 200, batch_max_age_ms = 5000, concurrency = 3 }}\n[destinations.raw.settings]\n{}",
+                LocalS3::settings(&endpoint, "archive", "raw")
+            ),
+        )],
+        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
+    })
+    .await;
+    let events = sample_events("wk_acme", "acme", 0..6_000);
+    stack.produce_raw(records(&events)).await;
+
+    let mut first = stack.worker("first");
+    // Kill when the archive holds a range whose offsets are not committed yet.
+    let ahead = |objects: &[Object], offsets: &[PartitionOffsets]| {
+        objects.iter().any(|o| {
+            offsets
+                .iter()
+                .any(|p| p.partition == o.partition && p.committed.unwrap_or(0) <= o.first)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "never caught an object ahead of its commit"
+        );
+        let offsets = stack.offsets();
+        let committed_some = offsets.iter().any(|p| p.committed.unwrap_or(0) > 0);
+        if committed_some && ahead(&objects(&bucket).await, &offsets) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5)).expect("killed");
+    assert!(
+        stack.offsets().iter().any(|p| p.lag > 0),
+        "the kill came before everything was committed"
+    );
+
+    let second = stack.worker("second");
+    until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
+    drop(second);
+    assert_once(&archived(&bucket).await, &events, "after the crash");
+
+    // A replay of the whole topic by another group rewrites the same ranges.
+    let replay = stack.worker_with_env(
+        "replay",
+        &[("COURIER__KAFKA__GROUP_ID", "courier-test-replay")],
+    );
+    eventually(Duration::from_secs(120), "the replay to commit", || {
+        stack
+            .offsets_of("courier-test-replay")
+            .iter()
+            .all(|p| p.committed == Some(p.log_end))
+    })
+    .await;
+    drop(replay);
+    assert_once(&archived(&bucket).await, &events, "after the replay");
+    assert!(stack.dead_letters().is_empty());
+}
