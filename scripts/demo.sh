@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The end-to-end demo: starts a local broker and a webhook receiver, reuses or starts the local
-# PostgreSQL as the warehouse, produces sample events for the three customers in
-# config/customers (plus some bad input), runs a worker until every partition is committed,
-# shows what each destination received, a query of the warehouse, the dead letters and the
-# committed offsets, then stops everything.
+# The end-to-end demo: starts a local broker, a webhook receiver, an S3 server and the
+# Redshift-compatible front, reuses or starts the local PostgreSQL as the warehouse, produces
+# sample events for the three customers in config/customers (plus some bad input), runs a
+# worker until every partition is committed, shows what each destination received, queries of
+# both warehouses, the raw archive, the dead letters and the committed offsets, then stops
+# everything.
 #
 #   scripts/demo.sh                  50,000 events
 #   DEMO_EVENTS=200000 scripts/demo.sh
@@ -49,7 +50,24 @@ export ACME_WEBHOOK_SECRET=demo-acme-signing-secret ACME_API_KEY=demo-acme-api-k
 export INITECH_WEBHOOK_SECRET=demo-initech-signing-secret
 # The local PostgreSQL is the demo's warehouse; acme's tables start empty.
 export COURIER_WAREHOUSE_URL=${COURIER_WAREHOUSE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
-psql -q "$COURIER_WAREHOUSE_URL" -c 'DROP SCHEMA IF EXISTS acme CASCADE' 2>/dev/null
+psql -q "$COURIER_WAREHOUSE_URL" -c 'DROP SCHEMA IF EXISTS acme CASCADE; DROP SCHEMA IF EXISTS globex CASCADE' 2>/dev/null
+# Acme's raw archive and globex's Redshift staging live on the local S3 server; globex's
+# "Redshift" is the front, which runs COPY ... FROM 's3://...' against the local PostgreSQL.
+export COURIER_S3_ENDPOINT=http://127.0.0.1:18070 COURIER_S3_ACCESS_KEY_ID=courier-local
+export COURIER_S3_SECRET_ACCESS_KEY=courier-local-secret
+export COURIER_REDSHIFT_URL=postgres://postgres@127.0.0.1:15439/postgres
+
+echo "== starting the S3 server and the Redshift front"
+"$BIN/courier-devstack" s3 --listen 127.0.0.1:18070 --root "$STATE/s3" \
+    --bucket acme-archive --bucket globex-staging >"$STATE/s3.log" 2>&1 &
+pids+=($!)
+"$BIN/courier-devstack" redshift-front --listen 127.0.0.1:15439 --backend 127.0.0.1:5432 \
+    --s3-endpoint "$COURIER_S3_ENDPOINT" >"$STATE/front.log" 2>&1 &
+pids+=($!)
+for log in s3 front; do
+    for _ in $(seq 1 50); do grep -q listening "$STATE/$log.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q listening "$STATE/$log.log" || { echo "the $log server did not start:" >&2; cat "$STATE/$log.log" >&2; exit 1; }
+done
 
 echo "== starting the webhook receiver (verifies signatures)"
 "$BIN/courier-devstack" receive --listen 127.0.0.1:18080 --out-dir "$STATE/received" \
@@ -94,6 +112,15 @@ echo "   (acme/ops is disabled and receives nothing; initech's dry_run is a blac
 echo "== the warehouse: acme's events by name in PostgreSQL (one row per event)"
 psql "$COURIER_WAREHOUSE_URL" -c 'SELECT event_text AS event, count(*) AS rows, count(DISTINCT id) AS distinct_ids FROM acme.tracks GROUP BY 1 ORDER BY 2 DESC'
 psql "$COURIER_WAREHOUSE_URL" -At -c "SELECT 'identifies: ' || count(*) FROM acme.identifies UNION ALL SELECT 'pages: ' || count(*) FROM acme.pages UNION ALL SELECT 'users: ' || count(*) FROM acme.users"
+
+echo "== the Redshift warehouse (through the front): globex's tables"
+psql "$COURIER_WAREHOUSE_URL" -c 'SELECT event_text AS event, count(*) AS rows, count(DISTINCT id) AS distinct_ids FROM globex.tracks GROUP BY 1 ORDER BY 2 DESC'
+psql "$COURIER_WAREHOUSE_URL" -At -c "SELECT 'loads: ' || count(DISTINCT load_id) || ', staged files: ' || sum(length(files) - length(replace(files, ',', '')) + 1) FROM globex.courier_ledger"
+
+echo "== the raw archive: acme's objects in s3://acme-archive/segment/raw/"
+objects=$(find "$STATE/s3/acme-archive" -name '*.ndjson.gz' | sort)
+echo "$objects" | head -3 | sed "s|$STATE/s3/|   s3://|"
+echo "   ... $(echo "$objects" | wc -l) objects holding $(echo "$objects" | xargs zcat | wc -l) events"
 
 echo "== dead letters"
 "$BIN/courier-devstack" dead-letters --brokers "$COURIER__KAFKA__BROKERS" --topic courier-dead-letter

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use courier::devstack::contracts::{Contracts, Credentials};
+use courier::devstack::redshift_front::RedshiftFront;
+use courier::devstack::s3::{self, S3Server};
 use courier::devstack::{broker::LocalBroker, produce, receiver::Receiver, sample};
 use courier::offsets;
 use courier::settings::Settings;
+use courier_connectors::s3::S3Location;
+use courier_connectors::Secret;
 
 /// Local stack for Courier's demo: broker, receiver, sample events.
 #[derive(Debug, Parser)]
@@ -59,6 +63,32 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:18090")]
         listen: String,
+    },
+    /// Run an S3 server (s3s-fs, SigV4 with the devstack's keys) over a directory until SIGTERM
+    /// or SIGINT.
+    S3 {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18070")]
+        listen: String,
+        /// The directory that holds the buckets.
+        #[arg(long)]
+        root: PathBuf,
+        /// A bucket to create (repeatable).
+        #[arg(long = "bucket")]
+        buckets: Vec<String>,
+    },
+    /// Run the Redshift-compatible front (a PostgreSQL wire proxy that executes
+    /// `COPY ... FROM 's3://...'` from an S3 server) until SIGTERM or SIGINT.
+    RedshiftFront {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:15439")]
+        listen: String,
+        /// The PostgreSQL every other statement goes to.
+        #[arg(long, default_value = "127.0.0.1:5432")]
+        backend: String,
+        /// The S3 endpoint the staged files are read from (signed with the devstack's keys).
+        #[arg(long, default_value = "http://127.0.0.1:18070")]
+        s3_endpoint: String,
     },
     /// Produce sample events, spread over the given write keys, plus optional bad input.
     Produce {
@@ -191,6 +221,35 @@ async fn execute(command: Command) -> anyhow::Result<()> {
                 receiver.expect_signature(path, secret.as_bytes());
             }
             println!("receiver listening on {}", receiver.url(""));
+            until_signal().await
+        }
+        Command::S3 {
+            listen,
+            root,
+            buckets,
+        } => {
+            let buckets: Vec<&str> = buckets.iter().map(String::as_str).collect();
+            let server =
+                S3Server::start(&root, &listen, s3::ACCESS_KEY, s3::SECRET_KEY, &buckets).await?;
+            println!("s3 server listening on {}", server.endpoint());
+            until_signal().await
+        }
+        Command::RedshiftFront {
+            listen,
+            backend,
+            s3_endpoint,
+        } => {
+            let location = S3Location {
+                bucket: String::new(),
+                prefix: String::new(),
+                region: "us-east-1".into(),
+                endpoint: Some(s3_endpoint),
+                path_style: true,
+                access_key_id: Some(s3::ACCESS_KEY.into()),
+                secret_access_key: Some(Secret::new(s3::SECRET_KEY)),
+            };
+            let front = RedshiftFront::start(&listen, &backend, location).await?;
+            println!("redshift front listening on 127.0.0.1:{}", front.port);
             until_signal().await
         }
         Command::Contracts { listen } => {

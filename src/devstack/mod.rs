@@ -12,10 +12,13 @@
 //!   Segment, with fault injection.
 //! - [`produce`]: producing records and reading topics back.
 //! - [`s3`]: a real S3 server (`s3s-fs`) on loopback.
+//! - [`redshift_front`]: a PostgreSQL wire proxy that runs Redshift's `COPY ... FROM 's3://...'`
+//!   against the S3 server, the stand-in for Redshift.
 
 pub mod broker;
 pub mod contracts;
 pub mod produce;
 pub mod receiver;
+pub mod redshift_front;
 pub mod s3;
 pub mod sample;

@@ -15,7 +15,6 @@ mod crash;
 mod isolation;
 mod outage;
 mod rebalance;
-mod redshift_front;
 mod routing;
 mod support;
 mod tcp_proxy;

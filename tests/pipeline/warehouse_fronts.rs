@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::redshift_front::RedshiftFront;
 use crate::support::{records, sample_events, until_fully_committed, LocalS3, Spec, Stack};
 use crate::tcp_proxy::TcpProxy;
 use crate::warehouse::{check_once, count, drop_schema, fresh_schema, url};
+use courier::devstack::redshift_front::RedshiftFront;
 
 /// A dozen track event names.
 const NAMES: [&str; 12] = [
@@ -101,10 +101,12 @@ async fn check_tables(db: &tokio_postgres::Client, schema: &str, events: &[Value
 async fn fifty_thousand_events_load_into_postgres_and_the_redshift_front() {
     let s3 = LocalS3::start().await;
     let front = RedshiftFront::start(
+        "127.0.0.1:0",
         "127.0.0.1:5432",
         LocalS3::location(&s3.server.endpoint(), "staging", ""),
     )
-    .await;
+    .await
+    .unwrap();
     let (db, base) = fresh_schema("_fronts").await;
     let customers = ["acme", "globex", "initech"];
     for c in customers {
@@ -220,10 +222,12 @@ async fn s3_and_database_outages_hold_offsets_and_lose_nothing() {
     let s3_proxy = TcpProxy::start(&s3.server.addr().to_string()).await;
     let pg_proxy = TcpProxy::start("127.0.0.1:5432").await;
     let front = RedshiftFront::start(
+        "127.0.0.1:0",
         &format!("127.0.0.1:{}", pg_proxy.port),
         LocalS3::location(&s3.server.endpoint(), "staging", ""),
     )
-    .await;
+    .await
+    .unwrap();
     let (db, base) = fresh_schema("_s3outage").await;
     let schema = format!("{base}_acme");
     drop_schema(&db, &format!("{schema}_pg")).await;

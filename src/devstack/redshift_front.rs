@@ -1,4 +1,5 @@
-//! A Redshift-compatible front for the `redshift` connector's tests: a PostgreSQL wire-protocol
+//! A Redshift-compatible front for the `redshift` connector, for the tests and the demo (no
+//! Redshift runs on one machine; this is the one stand-in for it): a PostgreSQL wire-protocol
 //! proxy that forwards every message to a real PostgreSQL, except a simple-query
 //! `COPY <table> [(<columns>)] FROM 's3://bucket/key' <options>`, which it executes itself:
 //! it reads the manifest (with `MANIFEST`) or lists the key prefix (without), fetches each file
@@ -33,7 +34,10 @@ use tokio::task::JoinHandle;
 const SSL_REQUEST: i32 = 80_877_103;
 const GSS_REQUEST: i32 = 80_877_104;
 
+/// A running front; stops accepting when dropped.
+#[derive(Debug)]
 pub struct RedshiftFront {
+    /// Its loopback port.
     pub port: u16,
     task: JoinHandle<()>,
 }
@@ -45,11 +49,15 @@ impl Drop for RedshiftFront {
 }
 
 impl RedshiftFront {
-    /// Listens on a loopback port, forwarding to the PostgreSQL at `backend` (`host:port`) and
+    /// Listens on `listen` (port 0 picks one), forwarding to the PostgreSQL at `backend` (`host:port`) and
     /// reading S3 through `s3` (its `bucket` is replaced by each `COPY`'s).
-    pub async fn start(backend: &str, s3: S3Location) -> RedshiftFront {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+    pub async fn start(
+        listen: &str,
+        backend: &str,
+        s3: S3Location,
+    ) -> std::io::Result<RedshiftFront> {
+        let listener = TcpListener::bind(listen).await?;
+        let port = listener.local_addr()?.port();
         let backend = backend.to_owned();
         let task = tokio::spawn(async move {
             let mut connections = tokio::task::JoinSet::new();
@@ -60,12 +68,12 @@ impl RedshiftFront {
                 let (backend, s3) = (backend.clone(), s3.clone());
                 connections.spawn(async move {
                     if let Err(err) = serve(client, &backend, s3).await {
-                        eprintln!("redshift front: connection ended: {err}");
+                        tracing::debug!(error = %err, "redshift front: connection ended");
                     }
                 });
             }
         });
-        RedshiftFront { port, task }
+        Ok(RedshiftFront { port, task })
     }
 
     /// `pg_url` (a URL of the PostgreSQL on 127.0.0.1:5432) pointed at the front instead.
@@ -374,6 +382,7 @@ fn strip_literals(text: &str) -> String {
     out
 }
 
+#[cfg(test)]
 #[test]
 fn parses_the_connectors_copy() {
     let sql = "COPY \"courier_stage_0\" (\"id\", \"received_at\") FROM 's3://staging/acme/tracks/x/manifest.json' CREDENTIALS 'aws_access_key_id=a;aws_secret_access_key=b' MANIFEST CSV GZIP TIMEFORMAT 'auto' ACCEPTINVCHARS TRUNCATECOLUMNS EMPTYASNULL COMPUPDATE OFF STATUPDATE OFF REGION 'us-east-1'";
