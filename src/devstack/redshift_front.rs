@@ -18,6 +18,11 @@
 //! `ROW_NUMBER()` — is PostgreSQL's own behaviour, which for these statements matches Redshift's.
 //!
 //! Startup: SSL and GSS encryption requests are declined (`N`); authentication passes through.
+//!
+//! Known differences from Redshift: PostgreSQL truncates identifiers at 63 bytes where Redshift
+//! allows 127 (names longer than 63 bytes, which only 64+ byte event names or keys produce,
+//! load into truncated columns and a second such load fails), and `varchar(65535)` counts
+//! characters rather than bytes.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};

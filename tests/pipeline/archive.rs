@@ -163,3 +163,31 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     assert_once(&archived(&bucket).await, &events, "after the replay");
     assert!(stack.dead_letters().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_over_the_threshold_upload_in_parts_and_read_back_whole() {
+    let s3 = LocalS3::start().await;
+    let bucket = Bucket::new(LocalS3::location(&s3.server.endpoint(), "archive", ""));
+    // Incompressible bytes a little over the multipart threshold: three parts.
+    let size = courier_connectors::s3::MULTIPART_THRESHOLD + 3 * 1024 * 1024;
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let body: Vec<u8> = (0..size)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    bucket
+        .put("big/object.bin", body.clone(), "application/octet-stream")
+        .await
+        .expect("a multipart upload");
+    assert_eq!(
+        bucket.list("big/").await.unwrap(),
+        vec!["big/object.bin".to_owned()]
+    );
+    let back = bucket.get("big/object.bin").await.unwrap();
+    assert_eq!(back.len(), body.len());
+    assert!(back == body, "the parts reassemble to the original bytes");
+}

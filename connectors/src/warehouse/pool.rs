@@ -95,7 +95,8 @@ impl Pool {
 }
 
 /// Connection trouble, restarts, serialisation failures, resource limits and concurrent DDL
-/// races pass; anything else is a problem with the batch itself.
+/// races (two workers creating the same schema or table: the loser's retry finds it) pass;
+/// anything else is a problem with the batch itself.
 pub(crate) fn classify(err: &tokio_postgres::Error) -> DeliveryError {
     let message = format!("warehouse: {err}");
     let Some(code) = err.code() else {
@@ -105,7 +106,6 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> DeliveryError {
     let race = [
         SqlState::DUPLICATE_TABLE,
         SqlState::DUPLICATE_SCHEMA,
-        SqlState::DUPLICATE_COLUMN,
         SqlState::UNIQUE_VIOLATION,
     ]
     .contains(code);
