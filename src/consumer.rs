@@ -18,7 +18,7 @@
 //! committed: the partitions may already belong to another member.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -26,12 +26,14 @@ use rdkafka::consumer::base_consumer::PartitionQueue;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::partition::{PartitionEnv, PartitionTask};
+use crate::partition::{Mode, PartitionEnv, PartitionTask};
+use crate::status::PartitionView;
 
 /// The worker's consumer.
 pub type CourierConsumer = BaseConsumer<CourierContext>;
@@ -105,12 +107,20 @@ impl CourierContext {
             };
             let cancel = CancellationToken::new();
             let confirmed = Arc::new(AtomicI64::new(NOT_CONFIRMED));
+            let view = Arc::new(PartitionView {
+                confirmed: confirmed.clone(),
+                in_flight: AtomicUsize::new(0),
+                lag: AtomicI64::new(-1),
+            });
+            self.env
+                .status
+                .assign(self.env.mode, key.0.clone(), key.1, view.clone());
             let task = PartitionTask::new(
                 consumer.clone(),
                 key.0.clone(),
                 key.1,
                 self.env.clone(),
-                confirmed.clone(),
+                view,
             );
             let task = self.runtime.spawn(task.run(queue, cancel.clone()));
             running.insert(
@@ -132,7 +142,10 @@ impl CourierContext {
             let stopping = keys
                 .into_iter()
                 .filter_map(|k| running.remove(&k).map(|r| (k, r)))
-                .collect();
+                .collect::<Vec<_>>();
+            for ((topic, partition), _) in &stopping {
+                self.env.status.release(self.env.mode, topic, *partition);
+            }
             metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
             stopping
         };
@@ -186,12 +199,37 @@ impl CourierContext {
     }
 }
 
-impl ClientContext for CourierContext {}
+impl ClientContext for CourierContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag of each
+    /// assigned partition, as a gauge and in `/status`.
+    fn stats(&self, statistics: Statistics) {
+        let flow = match self.env.mode {
+            Mode::Main => "main",
+            Mode::Retry => "retry",
+        };
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if *partition < 0 || p.consumer_lag < 0 {
+                    continue;
+                }
+                let Some(view) = self.env.status.partition(self.env.mode, topic, *partition) else {
+                    continue;
+                };
+                view.lag.store(p.consumer_lag, Ordering::Relaxed);
+                metrics::gauge!("courier_consumer_lag_messages", "flow" => flow, "topic" => topic.clone(), "partition" => partition.to_string())
+                    .set(p.consumer_lag as f64);
+            }
+        }
+    }
+}
 
 impl ConsumerContext for CourierContext {
     fn pre_rebalance(&self, consumer: &CourierConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {
+                if self.env.mode == Mode::Main {
+                    self.env.status.set_joined();
+                }
                 tracing::info!(partitions = ?Self::keys(tpl).iter().map(|(t, p)| format!("{t}/{p}")).collect::<Vec<_>>(), "assigned");
                 self.start(tpl);
             }

@@ -127,22 +127,35 @@ pub fn load_dir(
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     files.sort();
-    let mut customers = Vec::with_capacity(files.len());
-    let mut ids: HashMap<String, PathBuf> = HashMap::new();
-    let mut keys: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        let customer = load_file(&file, defaults, env)?;
-        if let Some(other) = ids.insert(customer.id.clone(), file.clone()) {
+    let customers = files
+        .iter()
+        .map(|file| load_file(file, defaults, env))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_unique(&customers)?;
+    Ok(customers)
+}
+
+/// Customer ids and write keys must each belong to one customer.
+pub fn check_unique(customers: &[Customer]) -> Result<(), CustomerError> {
+    let err = |file: &Path, message: String| CustomerError {
+        file: file.to_owned(),
+        message,
+    };
+    let mut ids: HashMap<&str, &Path> = HashMap::new();
+    let mut keys: HashMap<&str, &Path> = HashMap::new();
+    for customer in customers {
+        let file = &customer.file;
+        if let Some(other) = ids.insert(&customer.id, file) {
             return Err(err(
-                &file,
+                file,
                 format!("id {:?} is also used by {}", customer.id, other.display()),
             ));
         }
         for key in &customer.write_keys {
-            if let Some(other) = keys.insert(key.clone(), file.clone()) {
+            if let Some(other) = keys.insert(key, file) {
                 // The key itself is a credential of the source: name the files, not the key.
                 return Err(err(
-                    &file,
+                    file,
                     format!(
                         "write_keys: a write key of this customer is also listed by {}",
                         other.display()
@@ -150,9 +163,8 @@ pub fn load_dir(
                 ));
             }
         }
-        customers.push(customer);
     }
-    Ok(customers)
+    Ok(())
 }
 
 /// Loads and validates one customer file.
@@ -170,6 +182,35 @@ pub fn load_file(
         let de = toml::Deserializer::parse(&text).map_err(|e| err(e.to_string()))?;
         serde_path_to_error::deserialize(de)
             .map_err(|e| err(format!("{}: {}", e.path(), e.inner().message())))?
+    };
+    validate(parsed, file, defaults, env)
+}
+
+/// Validates one customer given as a TOML table (the configuration store's rows), `origin`
+/// naming where it came from in errors.
+pub fn from_table(
+    table: toml::Table,
+    origin: &Path,
+    defaults: &DeliverySettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Customer, CustomerError> {
+    let parsed: CustomerFile = serde_path_to_error::deserialize(toml::Value::Table(table))
+        .map_err(|e| CustomerError {
+            file: origin.to_owned(),
+            message: format!("{}: {}", e.path(), e.inner()),
+        })?;
+    validate(parsed, origin, defaults, env)
+}
+
+fn validate(
+    parsed: CustomerFile,
+    file: &Path,
+    defaults: &DeliverySettings,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Customer, CustomerError> {
+    let err = |message: String| CustomerError {
+        file: file.to_owned(),
+        message,
     };
     if parsed.id.trim().is_empty()
         || !parsed

@@ -135,6 +135,19 @@ pub struct NotConfigured;
 #[derive(Clone)]
 pub struct DeadLetters {
     inner: Option<Arc<Inner>>,
+    tally: Option<Arc<Tally>>,
+}
+
+/// Dead letters acknowledged by the broker, per `customer/destination` (`-` for letters of
+/// no destination), for the summary of `courier replay`.
+#[derive(Debug, Default)]
+pub struct Tally(std::sync::Mutex<std::collections::BTreeMap<String, u64>>);
+
+impl Tally {
+    /// The counts so far.
+    pub fn counts(&self) -> std::collections::BTreeMap<String, u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 struct Inner {
@@ -155,12 +168,28 @@ impl DeadLetters {
     pub fn new(producer: FutureProducer, topic: String) -> Self {
         DeadLetters {
             inner: Some(Arc::new(Inner { producer, topic })),
+            tally: None,
         }
+    }
+
+    /// The same producer, also counting what it dead-letters in the returned tally.
+    pub fn tallied(&self) -> (DeadLetters, Arc<Tally>) {
+        let tally = Arc::new(Tally::default());
+        (
+            DeadLetters {
+                inner: self.inner.clone(),
+                tally: Some(tally.clone()),
+            },
+            tally,
+        )
     }
 
     /// No dead-letter topic: every [`send`](Self::send) answers [`NotConfigured`].
     pub fn disabled() -> Self {
-        DeadLetters { inner: None }
+        DeadLetters {
+            inner: None,
+            tally: None,
+        }
     }
 
     /// Produces `letter` and waits for the broker's acknowledgement, retrying broker errors.
@@ -186,8 +215,20 @@ impl DeadLetters {
             letter.headers(),
         )
         .await;
-        metrics::counter!("courier_dead_letters_total", "stage" => letter.stage.as_str())
+        let kind = letter.destination.map_or("none", |d| d.kind).to_owned();
+        metrics::counter!("courier_dead_letters_total", "stage" => letter.stage.as_str(), "kind" => kind)
             .increment(1);
+        if let Some(tally) = &self.tally {
+            let key = letter
+                .destination
+                .map_or("-".to_owned(), |d| format!("{}/{}", d.customer, d.name));
+            *tally
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key)
+                .or_insert(0) += 1;
+        }
         tracing::warn!(
             stage = letter.stage.as_str(),
             reason = letter.reason,

@@ -95,11 +95,43 @@ impl DestinationId {
     }
 }
 
+/// What an instance reports about itself in `/status`.
+#[derive(Debug)]
+pub struct DestinationStats {
+    breaker: Arc<CircuitBreaker>,
+    last_error: std::sync::Mutex<Option<serde_json::Value>>,
+}
+
+impl DestinationStats {
+    /// The circuit breaker's state.
+    pub fn circuit(&self) -> &'static str {
+        self.breaker.state_name()
+    }
+
+    /// The last delivery error and when it happened, if any.
+    pub fn last_error(&self) -> Option<serde_json::Value> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record_error(&self, err: &DeliveryError) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(serde_json::json!({
+            "error": err.to_string(),
+            "status": err.status,
+            "at_ms": now_millis(),
+        }));
+    }
+}
+
 /// The sending side of a destination instance's queue.
 #[derive(Debug, Clone)]
 pub struct DestinationHandle {
     /// Which instance this is.
     pub id: Arc<DestinationId>,
+    /// Its circuit state and last error.
+    pub stats: Arc<DestinationStats>,
     /// The connector instance, for [`Destination::accepts`].
     pub destination: Arc<dyn Destination>,
     /// Its queue.
@@ -116,15 +148,21 @@ pub fn spawn(
 ) -> DestinationHandle {
     let (queue, rx) = mpsc::channel(settings.queue_capacity);
     let id = Arc::new(id);
+    let breaker = Arc::new(CircuitBreaker::new(
+        settings.circuit_failure_threshold,
+        Duration::from_millis(settings.circuit_cooldown_ms),
+        &id.customer,
+        &id.name,
+        &id.kind,
+    ));
+    let stats = Arc::new(DestinationStats {
+        breaker: breaker.clone(),
+        last_error: std::sync::Mutex::new(None),
+    });
     let worker = Worker {
         limiter: RateLimiter::new(settings.requests_per_second, settings.events_per_second),
-        breaker: CircuitBreaker::new(
-            settings.circuit_failure_threshold,
-            Duration::from_millis(settings.circuit_cooldown_ms),
-            &id.customer,
-            &id.name,
-            &id.kind,
-        ),
+        breaker,
+        stats: stats.clone(),
         id: id.clone(),
         destination,
         backoff: Backoff {
@@ -137,6 +175,7 @@ pub fn spawn(
     tokio::spawn(Arc::new(worker).run(rx, settings));
     DestinationHandle {
         id,
+        stats,
         destination,
         queue,
     }
@@ -172,7 +211,8 @@ fn source_range(batch: &[EventCopy]) -> Option<SourceRange> {
 struct Worker {
     id: Arc<DestinationId>,
     limiter: RateLimiter,
-    breaker: CircuitBreaker,
+    breaker: Arc<CircuitBreaker>,
+    stats: Arc<DestinationStats>,
     destination: Arc<dyn Destination>,
     backoff: Backoff,
     fallback: Fallback,
@@ -277,6 +317,7 @@ impl Worker {
                     }
                     Err(err) => err,
                 };
+                self.stats.record_error(&err);
                 match &err.failure {
                     Failure::Retryable { .. } => {
                         if let Some(parking) = &self.fallback.parking {

@@ -4,6 +4,7 @@
 //! destination is switched on fails now instead. Only enabled destinations get a delivery
 //! task and a place in the routing table.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use courier_connectors::registry::Built;
 use courier_connectors::{BuildContext, BuildError, Registry};
 
 use crate::customers::{Customer, DestinationConfig};
-use crate::deliver::{self, DestinationId, Fallback};
+use crate::deliver::{self, DestinationHandle, DestinationId, Fallback};
 use crate::route::{CustomerRoute, RoutingTable, Target};
 use crate::settings::DeliverySettings;
 
@@ -92,22 +93,66 @@ pub fn effective(
     Ok(serde_json::Value::Object(out))
 }
 
-/// Builds every destination, starts a delivery task for each enabled one, and returns the
-/// routing table that sends to them.
+/// The running destination instances, by what they were built from, so a reload keeps an
+/// instance whose kind, settings and delivery limits did not change (its batches, connections,
+/// rate limiter and circuit breaker go on) and starts new ones only for what changed.
+#[derive(Debug, Default)]
+pub struct Instances {
+    running: HashMap<InstanceKey, DestinationHandle>,
+}
+
+/// What makes two destination instances the same: who owns it and everything it was built
+/// from (filters and `enabled` are routing matters, not the instance's).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct InstanceKey {
+    customer: String,
+    name: String,
+    kind: String,
+    /// The settings (secrets expanded) and the effective delivery limits, as JSON text.
+    built_from: String,
+}
+
+impl Instances {
+    /// How many instances run.
+    pub fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Whether none runs.
+    pub fn is_empty(&self) -> bool {
+        self.running.is_empty()
+    }
+}
+
+/// Builds every destination (all must build, or nothing changes), reuses the running instances
+/// that did not change, starts a delivery task for each new enabled one, and returns the
+/// routing table that sends to them. Instances no longer used are dropped from `instances`;
+/// their tasks finish what they hold once the old table is gone.
 pub fn routing_table(
     customers: &[Customer],
     registry: &Registry,
     http: &reqwest::Client,
     fallback: &Fallback,
+    instances: &mut Instances,
 ) -> Result<RoutingTable, DestinationError> {
-    let mut routes = Vec::with_capacity(customers.len());
+    // Validate everything before starting anything.
+    let mut built = Vec::with_capacity(customers.len());
     for customer in customers {
+        let mut destinations = Vec::new();
+        for d in &customer.destinations {
+            let (instance, delivery) = build(customer, d, registry, http)?;
+            destinations.push((d, instance, delivery));
+        }
+        built.push((customer, destinations));
+    }
+    let mut next = HashMap::new();
+    let mut routes = Vec::with_capacity(customers.len());
+    for (customer, destinations) in built {
         let id: Arc<str> = Arc::from(customer.id.as_str());
         let mut targets = Vec::new();
-        for d in &customer.destinations {
-            let (built, delivery) = build(customer, d, registry, http)?;
+        for (d, instance, delivery) in destinations {
             if !d.enabled {
-                tracing::info!(
+                tracing::debug!(
                     customer = &*customer.id,
                     destination = &*d.name,
                     kind = &*d.kind,
@@ -115,17 +160,35 @@ pub fn routing_table(
                 );
                 continue;
             }
-            let destination_id = DestinationId {
-                customer: id.clone(),
-                name: Arc::from(d.name.as_str()),
-                kind: Arc::from(d.kind.as_str()),
+            let key = InstanceKey {
+                customer: customer.id.clone(),
+                name: d.name.clone(),
+                kind: d.kind.clone(),
+                built_from: serde_json::json!([d.settings, delivery]).to_string(),
             };
-            let handle = deliver::spawn(
-                destination_id,
-                built.destination,
-                delivery,
-                fallback.clone(),
-            );
+            let handle = match instances.running.get(&key) {
+                Some(handle) => handle.clone(),
+                None => {
+                    tracing::info!(
+                        customer = &*customer.id,
+                        destination = &*d.name,
+                        kind = &*d.kind,
+                        "destination started"
+                    );
+                    let destination_id = DestinationId {
+                        customer: id.clone(),
+                        name: Arc::from(d.name.as_str()),
+                        kind: Arc::from(d.kind.as_str()),
+                    };
+                    deliver::spawn(
+                        destination_id,
+                        instance.destination,
+                        delivery,
+                        fallback.clone(),
+                    )
+                }
+            };
+            next.insert(key, handle.clone());
             targets.push(Target {
                 filter: d.filter.clone(),
                 handle,
@@ -133,5 +196,14 @@ pub fn routing_table(
         }
         routes.push((customer.write_keys.clone(), CustomerRoute { id, targets }));
     }
+    for key in instances.running.keys().filter(|k| !next.contains_key(*k)) {
+        tracing::info!(
+            customer = &*key.customer,
+            destination = &*key.name,
+            kind = &*key.kind,
+            "destination stopped (disabled, removed or changed); it finishes what it holds"
+        );
+    }
+    instances.running = next;
     Ok(RoutingTable::new(routes))
 }

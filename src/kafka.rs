@@ -24,6 +24,8 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("partition.assignment.strategy", "cooperative-sticky")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
+        // Per-partition consumer lag for the metrics and /status.
+        .set("statistics.interval.ms", "5000")
         .set("session.timeout.ms", k.session_timeout_ms.to_string())
         .set(
             "heartbeat.interval.ms",

@@ -17,10 +17,15 @@
 //! Around it:
 //! - [`settings`], [`customers`]: configuration, layered and validated before any I/O.
 //! - [`destinations`]: builds connector instances (from `courier-connectors`) and the table.
+//! - [`control`], [`store`]: live configuration from customer files or PostgreSQL rows;
+//!   [`edit`]: the `courier destinations` commands that change either store.
 //! - [`kafka`]: librdkafka client configurations.
 //! - [`worker`]: the `courier run` command.
-//! - [`offsets`]: the `courier offsets show` command.
+//! - [`offsets`]: the `courier offsets show` and `reset` commands.
+//! - [`replay`]: the `courier replay` command.
 //! - [`telemetry`]: log output.
+//! - [`status`], [`ops`]: what a worker knows about itself, and the HTTP server that shows it
+//!   (`/healthz`, `/readyz`, `/metrics`, `/status`).
 //! - [`devstack`]: the local stack for demos and tests (broker, receivers, contract servers,
 //!   sample events).
 //!
@@ -35,18 +40,24 @@ pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod consumer;
+pub mod control;
 pub mod customers;
 pub mod deadletter;
 pub mod deliver;
 pub mod destinations;
 pub mod devstack;
+pub mod edit;
 pub mod kafka;
 pub mod offsets;
+pub mod ops;
 pub mod partition;
 pub mod ratelimit;
+pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod settings;
+pub mod status;
+pub mod store;
 pub mod telemetry;
 pub mod tracker;
 pub mod worker;

@@ -16,7 +16,7 @@
 //!   timeout for in-flight ones, and returns the final watermark for the caller to commit
 //!   synchronously. Whatever is not done by then is redelivered to the next owner.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,6 +37,7 @@ use crate::deliver::{DestinationHandle, EventCopy};
 use crate::retry;
 use crate::route::RoutingTable;
 use crate::settings::ConsumerSettings;
+use crate::status::PartitionView;
 use crate::tracker::OffsetTracker;
 
 /// Messages taken from the queue before the task yields to its other duties.
@@ -53,6 +54,8 @@ pub struct PartitionEnv {
     pub limits: ConsumerSettings,
     /// Which topic the tasks serve.
     pub mode: Mode,
+    /// Where the tasks report assignment, commits and in-flight counts.
+    pub status: Arc<crate::status::Status>,
 }
 
 /// A message copied out of librdkafka's buffer.
@@ -66,7 +69,7 @@ struct Inbound {
 }
 
 /// Which topic a partition task serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Mode {
     /// The main topics: route each event to its customer's destinations.
     Main,
@@ -103,11 +106,14 @@ pub(crate) struct PartitionTask {
     partition: i32,
     env: Arc<PartitionEnv>,
     tracker: OffsetTracker,
-    /// The last offset the broker confirmed (updated by the consumer's commit callback); a
+    /// The last offset the broker confirmed (updated by the consumer's commit callback; a
     /// watermark that differs is committed again on the next tick, so a commit that failed
-    /// during a rebalance is retried even when the watermark no longer moves.
-    confirmed: Arc<AtomicI64>,
+    /// during a rebalance is retried even when the watermark no longer moves) and the
+    /// in-flight count, as `/status` shows them.
+    view: Arc<PartitionView>,
     paused: bool,
+    /// The commit in flight, if any (one at a time per partition).
+    committing: Option<tokio::task::JoinHandle<()>>,
     labels: [(&'static str, String); 2],
 }
 
@@ -117,7 +123,7 @@ impl PartitionTask {
         topic: Arc<str>,
         partition: i32,
         env: Arc<PartitionEnv>,
-        confirmed: Arc<AtomicI64>,
+        view: Arc<PartitionView>,
     ) -> Self {
         let labels = [
             ("topic", topic.to_string()),
@@ -129,8 +135,9 @@ impl PartitionTask {
             partition,
             env,
             tracker: OffsetTracker::new(),
-            confirmed,
+            view,
             paused: false,
+            committing: None,
             labels,
         }
     }
@@ -195,6 +202,10 @@ impl PartitionTask {
             }
         }
         self.drain(&mut done_rx).await;
+        // An older watermark must not land after the caller's final commit.
+        if let Some(commit) = self.committing.take() {
+            let _ = commit.await;
+        }
         // librdkafka keeps a partition's pause across revoke and re-assignment: leave none
         // behind, or this worker would never fetch the partition again if it came back.
         if self.paused {
@@ -366,8 +377,9 @@ impl PartitionTask {
         while let Ok(offset) = done_rx.try_recv() {
             self.tracker.complete(offset);
         }
-        metrics::gauge!("courier_partition_in_flight_messages", &self.labels)
-            .set(self.tracker.in_flight() as f64);
+        let in_flight = self.tracker.in_flight();
+        self.view.in_flight.store(in_flight, Ordering::Relaxed);
+        metrics::gauge!("courier_partition_in_flight_messages", &self.labels).set(in_flight as f64);
         if self.paused
             && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2
         {
@@ -402,12 +414,12 @@ impl PartitionTask {
         }
     }
 
-    /// Commits the watermark asynchronously unless the broker already confirmed it.
+    /// Commits the watermark (in the background) unless the broker already confirmed it.
     fn commit(&mut self) {
         let Some(watermark) = self.tracker.watermark() else {
             return;
         };
-        if self.confirmed.load(Ordering::Acquire) == watermark {
+        if self.view.confirmed.load(Ordering::Acquire) == watermark {
             return;
         }
         let mut tpl = TopicPartitionList::with_capacity(1);
@@ -417,9 +429,28 @@ impl PartitionTask {
         {
             return;
         }
-        if let Err(err) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "commit failed");
+        if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
+            return;
         }
+        // A synchronous commit on the blocking pool: its result is known (librdkafka 2.12
+        // through rdkafka 0.39 reports no result for asynchronous commits), so `confirmed` is
+        // what the broker holds, and a failed commit is simply made again on the next tick.
+        let consumer = self.consumer.clone();
+        let view = self.view.clone();
+        let (topic, partition) = (self.topic.clone(), self.partition);
+        self.committing = Some(tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
+            match consumer.commit(&tpl, CommitMode::Sync) {
+                Ok(()) => {
+                    view.confirmed.store(watermark, Ordering::Release);
+                    metrics::histogram!("courier_commit_duration_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                }
+                Err(err) => {
+                    tracing::warn!(topic = &*topic, partition, error = %err, "commit failed; retrying on the next tick")
+                }
+            }
+        }));
     }
 
     /// Waits for in-flight messages until none is left or the drain timeout passes.

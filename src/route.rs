@@ -122,6 +122,11 @@ impl RoutingTable {
         }
     }
 
+    /// Every enabled destination instance.
+    pub fn handles(&self) -> impl Iterator<Item = &DestinationHandle> {
+        self.by_destination.values()
+    }
+
     /// The enabled destination `name` of customer `customer`.
     pub fn destination(&self, customer: &str, name: &str) -> Option<&DestinationHandle> {
         self.by_destination

@@ -39,6 +39,70 @@ pub struct Settings {
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
+    /// The operations HTTP server (health, readiness, metrics, status).
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Where customers' destinations are configured, and how fast changes apply.
+    #[serde(default)]
+    pub control: ControlSettings,
+}
+
+/// The operations HTTP server.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on; the port is replaced by `$PORT0` when set (Marathon).
+    pub listen: String,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings {
+            listen: "0.0.0.0:9464".into(),
+        }
+    }
+}
+
+/// Where the customers' destinations come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One TOML file per customer in `customers_dir`.
+    Files,
+    /// The `courier_customers` and `courier_destinations` tables of a PostgreSQL database,
+    /// followed with LISTEN/NOTIFY.
+    Postgres,
+}
+
+/// Live configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlSettings {
+    /// Which store holds the customers.
+    pub store: StoreKind,
+    /// The PostgreSQL store's connection URL (with `store = "postgres"`).
+    #[serde(serialize_with = "redact_option")]
+    pub postgres_url: Option<String>,
+    /// How often the store is checked for changes (files: modification times; PostgreSQL: a
+    /// fallback to notifications).
+    pub reload_interval_ms: u64,
+}
+
+impl Default for ControlSettings {
+    fn default() -> Self {
+        ControlSettings {
+            store: StoreKind::Files,
+            postgres_url: None,
+            reload_interval_ms: 1_000,
+        }
+    }
+}
+
+fn redact_option<S: Serializer>(value: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => s.serialize_str("<redacted>"),
+        None => s.serialize_none(),
+    }
 }
 
 /// The Kafka cluster, group and topics.
@@ -360,6 +424,14 @@ impl Settings {
             .map_err(|e| load_error(e.to_string()))?;
         let mut settings: Settings = serde_path_to_error::deserialize(layered)
             .map_err(|e| load_error(format!("{}: {}", e.path(), e.inner())))?;
+        if let Ok(port) = std::env::var("PORT0") {
+            let host = settings
+                .server
+                .listen
+                .rsplit_once(':')
+                .map_or("0.0.0.0", |(host, _)| host);
+            settings.server.listen = format!("{host}:{port}");
+        }
         if settings.customers_dir.is_relative() {
             let base = path.parent().unwrap_or(Path::new("."));
             settings.customers_dir = base.join(&settings.customers_dir);
@@ -398,6 +470,18 @@ impl Settings {
                     "kafka.{section}.{key:?} is set by courier itself (offsets are committed only after delivery); remove it"
                 ));
             }
+        }
+        if self.control.store == StoreKind::Postgres && self.control.postgres_url.is_none() {
+            return Err("control.store = \"postgres\" needs control.postgres_url".into());
+        }
+        if self.control.reload_interval_ms == 0 {
+            return Err("control.reload_interval_ms must be above 0".into());
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "server.listen {:?} is not an address such as 0.0.0.0:9464",
+                self.server.listen
+            ));
         }
         let c = &self.consumer;
         if c.max_in_flight_per_partition == 0 {

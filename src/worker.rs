@@ -5,45 +5,43 @@
 //! retry topic, with its own poll thread and partition tasks, sharing the routing table and the
 //! destination instances.
 //!
-//! Start-up order matters: destinations are built (and the configuration rejected if any fails)
-//! before the worker joins the group, so a worker that cannot deliver never takes partitions.
+//! Start-up order matters: the operations server listens first (liveness), destinations are
+//! built (and the configuration rejected if any fails) before the worker joins the group, so a
+//! worker that cannot deliver never takes partitions; `/readyz` turns 200 once it joined. The
+//! control loop then follows the configuration store ([`crate::control`]).
 //! Shutdown is a value passed in (a [`CancellationToken`]), not a global; when it fires the
 //! poll thread drains, commits and leaves the group, and `run` returns.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
-use courier_connectors::Registry;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::consumer::{run_poll_loop, CourierConsumer, CourierContext};
-use crate::customers;
+use crate::control::Control;
 use crate::deadletter::DeadLetters;
 use crate::deliver::Fallback;
-use crate::destinations;
 use crate::kafka;
+use crate::ops;
 use crate::partition::{Mode, PartitionEnv};
 use crate::retry::Parking;
 use crate::settings::Settings;
+use crate::status::Status;
 
 /// Runs a worker until `shutdown` fires and the worker has drained and left the group.
 pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let customers = customers::load_dir(
-        &settings.customers_dir,
-        &settings.delivery,
-        &customers::process_env,
-    )?;
-    // With no customers every event would be dead-lettered as an unknown write key: a
-    // deployment mistake, not a configuration to run.
-    anyhow::ensure!(
-        !customers.is_empty(),
-        "no customer files (*.toml) in {}",
-        settings.customers_dir.display()
-    );
-    let registry = Registry::builtin();
+    let status = Status::new();
+    let metrics = ops::install_recorder()?;
+    let ops_stop = CancellationToken::new();
+    ops::serve(
+        &settings.server.listen,
+        status.clone(),
+        metrics,
+        ops_stop.clone(),
+    )
+    .await?;
     // One idempotent producer serves the dead-letter and the retry topics.
     let producer: FutureProducer = kafka::producer_config(&settings)
         .create()
@@ -66,13 +64,9 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         dead_letters: dead_letters.clone(),
         parking,
     };
-    let table = destinations::routing_table(
-        &customers,
-        &registry,
-        &destinations::http_client(),
-        &fallback,
-    )?;
-    let routes = Arc::new(ArcSwap::from_pointee(table));
+    let control = Control::start(settings.clone(), fallback, status.clone()).await?;
+    let routes = control.routes();
+    status.set_built(routes.clone());
 
     let mut consumers = vec![start_consumer(
         kafka::consumer_config(&settings),
@@ -82,6 +76,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             dead_letters: dead_letters.clone(),
             limits: settings.consumer.clone(),
             mode: Mode::Main,
+            status: status.clone(),
         },
         shutdown.clone(),
     )?];
@@ -96,20 +91,28 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 dead_letters,
                 limits: settings.consumer.clone(),
                 mode: Mode::Retry,
+                status: status.clone(),
             },
-            shutdown,
+            shutdown.clone(),
         )?);
     }
+    tokio::spawn(control.run(shutdown.clone()));
+    let draining = status.clone();
+    let stopping = shutdown.clone();
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        draining.set_draining();
+    });
     tracing::info!(
         group = &*settings.kafka.group_id,
         topics = ?settings.kafka.topics,
         retry_topic = settings.retry.topic.as_deref(),
-        customers = customers.len(),
         "worker started"
     );
     for finished in consumers {
         finished.await.context("a poll thread panicked")?;
     }
+    ops_stop.cancel();
     tracing::info!("worker stopped");
     Ok(())
 }

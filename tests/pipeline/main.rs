@@ -13,6 +13,7 @@ mod config_cli;
 mod connectors;
 mod crash;
 mod isolation;
+mod operate;
 mod outage;
 mod rebalance;
 mod routing;

@@ -112,6 +112,10 @@ circuit_cooldown_ms = 1000
 [log]
 format = "json"
 level = "info,librdkafka=warn"
+[server]
+listen = "127.0.0.1:0"
+[control]
+reload_interval_ms = 200
 {dead_letter}"#,
                 brokers = broker.bootstrap_servers(),
             ),
@@ -255,6 +259,26 @@ impl Worker {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// The worker's operations server (`http://127.0.0.1:port`), from its start-up log line.
+    pub fn ops_url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for line in self.log_text().lines() {
+                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+                    if v["message"] == "operations server listening" {
+                        return format!("http://{}", v["listen"].as_str().unwrap());
+                    }
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the worker never said where its operations server listens:\n{}",
+                tail(&self.log_text(), 20)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     pub fn log_text(&self) -> String {
