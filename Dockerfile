@@ -28,6 +28,8 @@ COPY config /etc/courier
 ENV COURIER_CONFIG=/etc/courier/courier.toml \
     COURIER__LOG__FORMAT=json
 USER courier
+# The operations server (/healthz, /readyz, /metrics, /status); $PORT0 overrides the port.
+EXPOSE 9464
 # SIGTERM drains in-flight deliveries, commits and leaves the group; give it longer than
 # consumer.drain_timeout_ms before a SIGKILL.
 STOPSIGNAL SIGTERM

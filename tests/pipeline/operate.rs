@@ -244,6 +244,25 @@ async fn toggles_in_customer_files_apply_live_and_invalid_edits_are_rejected() {
         .as_str()
         .unwrap()
         .contains("no-such-kind"));
+
+    // A filter change keeps the running instance (no new delivery task).
+    let started = worker.log_text().matches("destination started").count();
+    assert_eq!(started, 2, "started at start-up and when enabled again");
+    write_acme(
+        &stack,
+        &acme(true).replace(
+            "enabled = true",
+            "enabled = true\nfilter = { deny_events = [\"Never Sent\"] }",
+        ),
+    );
+    eventually(Duration::from_secs(5), "the filter reload", || {
+        worker.log_text().matches("configuration reloaded").count() >= 3
+    })
+    .await;
+    assert_eq!(
+        worker.log_text().matches("destination started").count(),
+        started
+    );
 }
 
 /// The messageIds of the records of partition `partition` with offsets in `range`.
