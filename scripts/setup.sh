@@ -4,6 +4,7 @@
 #
 #   scripts/setup.sh            build dependencies (C toolchain for librdkafka, zlib, curl)
 #   scripts/setup.sh postgres   the same, then reuse or start PostgreSQL on 127.0.0.1:5432
+#   scripts/setup.sh bench      the same as postgres, plus Python's venv for bench/run.sh
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -45,6 +46,11 @@ if ! command -v cargo >/dev/null 2>&1; then
     rustup default stable
 fi
 log "$(cargo --version)"
+
+if [ "${1:-}" = "bench" ]; then
+    python3 -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+    set -- postgres
+fi
 
 if [ "${1:-}" = "postgres" ]; then
     if command -v pg_isready >/dev/null 2>&1 && pg_isready -q -h 127.0.0.1 -p 5432; then

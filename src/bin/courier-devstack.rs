@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use courier::devstack::bench;
 use courier::devstack::contracts::{Contracts, Credentials};
 use courier::devstack::redshift_front::RedshiftFront;
 use courier::devstack::s3::{self, S3Server};
@@ -89,6 +90,46 @@ enum Command {
         /// The S3 endpoint the staged files are read from (signed with the devstack's keys).
         #[arg(long, default_value = "http://127.0.0.1:18070")]
         s3_endpoint: String,
+    },
+    /// Produce the benchmark backlog: `count` events of 100 customers (Zipf), 0.5–1 KB each.
+    BenchProduce {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// Topic to produce to.
+        #[arg(long)]
+        topic: String,
+        /// How many events.
+        #[arg(long, default_value_t = 500_000)]
+        count: u64,
+        /// The first event's number (messageIds are `bench-<n>`).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Events per second (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<u64>,
+        /// Stamp each event with its send time (`properties.bench_sent_ms`) for latency runs.
+        #[arg(long)]
+        stamp: bool,
+    },
+    /// The benchmark ceiling: read every partition of a topic to its end with one raw
+    /// consumer, counting only; prints a JSON report.
+    Ceiling {
+        /// Bootstrap servers.
+        #[arg(long)]
+        brokers: String,
+        /// The topic.
+        #[arg(long)]
+        topic: String,
+        /// A group id (nothing is committed).
+        #[arg(long, default_value = "bench-ceiling")]
+        group: String,
+    },
+    /// Run a counting webhook receiver until SIGTERM or SIGINT (`GET /_count`).
+    Count {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18095")]
+        listen: String,
     },
     /// Produce sample events, spread over the given write keys, plus optional bad input.
     Produce {
@@ -250,6 +291,60 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             };
             let front = RedshiftFront::start(&listen, &backend, location).await?;
             println!("redshift front listening on 127.0.0.1:{}", front.port);
+            until_signal().await
+        }
+        Command::BenchProduce {
+            brokers,
+            topic,
+            count,
+            from,
+            rate,
+            stamp,
+        } => {
+            let producer = produce::producer(&brokers)?;
+            let started = Instant::now();
+            let mut produced = 0;
+            // In slices of a tenth of a second's worth, paced when a rate is given.
+            let slice = rate.map_or(10_000, |r| (r / 10).max(1));
+            let mut n = from;
+            while n < from + count {
+                let end = (n + slice).min(from + count);
+                let records: Vec<_> = (n..end)
+                    .map(|i| {
+                        let event = bench::event(i, stamp.then(bench::now_ms));
+                        let key = event["userId"].as_str().map(|k| k.as_bytes().to_vec());
+                        (key, serde_json::to_vec(&event).expect("json"))
+                    })
+                    .collect();
+                produced += produce::produce_all(&producer, &topic, records).await?;
+                if let Some(rate) = rate {
+                    let due = Duration::from_secs_f64((end - from) as f64 / rate as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
+                n = end;
+            }
+            println!(
+                "produced {produced} messages to {topic} in {:.2}s",
+                started.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Command::Ceiling {
+            brokers,
+            topic,
+            group,
+        } => {
+            let report =
+                tokio::task::spawn_blocking(move || bench::ceiling(&brokers, &topic, &group))
+                    .await??;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
+        Command::Count { listen } => {
+            let counter = bench::Counter::start(&listen).await?;
+            println!("counter listening on http://{}", counter.addr());
             until_signal().await
         }
         Command::Contracts { listen } => {

@@ -18,7 +18,7 @@ use crate::warehouse::{sanitize, Dialect};
 pub struct PostgresConnector {
     customer: String,
     schema: String,
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
 }
 
 /// The `url`, `schema` and `pool_size` settings every warehouse connector has.
@@ -40,7 +40,7 @@ pub(crate) fn connection_doc() -> Vec<SettingDoc> {
             name: "pool_size",
             type_name: "integer",
             default: Some("4"),
-            description: "connections kept open",
+            description: "connections to the database, shared by every destination with the same url (the largest applies)",
         },
     ]
 }
@@ -73,7 +73,7 @@ impl ConnectorKind for PostgresConnector {
         Ok(Arc::new(PostgresConnector {
             customer: ctx.customer.clone(),
             schema,
-            pool: Pool::new(settings.url, settings.pool_size),
+            pool: Pool::shared(settings.url, settings.pool_size),
         }))
     }
 }

@@ -20,7 +20,7 @@ use crate::warehouse::{sanitize, Dialect};
 pub struct RedshiftConnector {
     customer: String,
     schema: String,
-    pool: Pool,
+    pool: std::sync::Arc<Pool>,
     bucket: Bucket,
     /// `IAM_ROLE '...'` or `CREDENTIALS '...'`: secret.
     authorization: Secret,
@@ -103,7 +103,7 @@ impl ConnectorKind for RedshiftConnector {
         Ok(Arc::new(RedshiftConnector {
             customer: ctx.customer.clone(),
             schema,
-            pool: Pool::new(settings.url, settings.pool_size),
+            pool: Pool::shared(settings.url, settings.pool_size),
             bucket: Bucket::new(settings.staging),
             authorization: Secret::new(authorization),
         }))

@@ -1,7 +1,15 @@
 //! Connections to a PostgreSQL-protocol warehouse (PostgreSQL itself, or Redshift), kept for
 //! reuse, and the classification of their failures.
+//!
+//! One pool per database URL per process: every destination instance that loads into the same
+//! database (many customers, one schema each) shares it, so a worker opens at most `pool_size`
+//! connections to a database however many customers load there (the largest `pool_size` of
+//! those destinations applies). Loads wait for a free connection. Connections carry no
+//! per-customer state: schemas are named in every statement and staging tables are dropped
+//! with their transaction.
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tokio_postgres::error::SqlState;
@@ -17,7 +25,15 @@ use crate::secret::Secret;
 pub(crate) struct Pool {
     url: Secret,
     clients: Mutex<Vec<Client>>,
-    size: usize,
+    size: Mutex<usize>,
+    /// One permit per connection that may be open.
+    gate: tokio::sync::Semaphore,
+}
+
+/// The pools of this process, by URL.
+fn pools() -> &'static Mutex<HashMap<String, Weak<Pool>>> {
+    static POOLS: OnceLock<Mutex<HashMap<String, Weak<Pool>>>> = OnceLock::new();
+    POOLS.get_or_init(Mutex::default)
 }
 
 impl std::fmt::Debug for Pool {
@@ -29,13 +45,29 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    /// A pool that keeps up to `size` idle connections to `url` (validated by the caller).
-    pub(crate) fn new(url: Secret, size: usize) -> Pool {
-        Pool {
-            url,
-            clients: Mutex::new(Vec::new()),
-            size: size.max(1),
+    /// The process's pool for `url` (validated by the caller), allowing at least `size`
+    /// connections.
+    pub(crate) fn shared(url: Secret, size: usize) -> Arc<Pool> {
+        let size = size.max(1);
+        let mut pools = pools().lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|_, p| p.strong_count() > 0);
+        if let Some(pool) = pools.get(url.expose()).and_then(Weak::upgrade) {
+            let mut current = pool.size.lock().unwrap_or_else(|e| e.into_inner());
+            if size > *current {
+                pool.gate.add_permits(size - *current);
+                *current = size;
+            }
+            drop(current);
+            return pool;
         }
+        let pool = Arc::new(Pool {
+            url: url.clone(),
+            clients: Mutex::new(Vec::new()),
+            size: Mutex::new(size),
+            gate: tokio::sync::Semaphore::new(size),
+        });
+        pools.insert(url.expose().to_owned(), Arc::downgrade(&pool));
+        pool
     }
 
     async fn client(&self) -> Result<Client, DeliveryError> {
@@ -61,8 +93,9 @@ impl Pool {
     }
 
     fn give_back(&self, client: Client) {
+        let size = *self.size.lock().unwrap_or_else(|e| e.into_inner());
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        if clients.len() < self.size && !client.is_closed() {
+        if clients.len() < size && !client.is_closed() {
             clients.push(client);
         }
     }
@@ -74,6 +107,12 @@ impl Pool {
         batch: &[Arc<Event>],
         source: Option<&SourceRange>,
     ) -> Result<(), DeliveryError> {
+        // Held for the whole load: at most `size` connections are open at once.
+        let _permit = self
+            .gate
+            .acquire()
+            .await
+            .map_err(|_| DeliveryError::retryable("warehouse: pool closed"))?;
         let mut client = self.client().await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

@@ -1,0 +1,309 @@
+"""Courier's benchmark harness: one backlog, three subjects, four workloads, medians of three.
+
+Run through bench/run.sh, which builds and installs what this needs. See bench/README.md.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+STATE = ROOT / ".devstack" / "bench"
+PG = "postgres://postgres@127.0.0.1:5432/postgres"
+TOPIC = "bench"
+DLQ = "bench-dead-letter"
+COUNTER = "127.0.0.1:18095"
+S3 = "http://127.0.0.1:18070"
+TICK = os.sysconf("SC_CLK_TCK")
+
+WORKLOADS = {
+    "w1": "route only (blackhole)",
+    "w2": "raw archive to S3 (gzip NDJSON)",
+    "w3": "webhook batches to a counting receiver",
+    "w4": "warehouse load into PostgreSQL",
+}
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def usage(pid):
+    """CPU seconds (user + system) and peak RSS in MB of a running process."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / TICK
+    hwm = 0.0
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            hwm = int(line.split()[1]) / 1024
+    return cpu, hwm
+
+
+def http_json(url, data=None):
+    req = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"null")
+
+
+class Stack:
+    """The broker, the S3 server and the counting receiver, stopped on exit."""
+
+    def __init__(self, partitions):
+        shutil.rmtree(STATE, ignore_errors=True)
+        STATE.mkdir(parents=True)
+        self.procs = []
+        bootstrap = STATE / "bootstrap"
+        self.spawn("broker", [BIN / "courier-devstack", "broker", "--topic", f"{TOPIC}:{partitions}",
+                              "--topic", f"{DLQ}:1", "--bootstrap-file", bootstrap])
+        self.spawn("s3", [BIN / "courier-devstack", "s3", "--listen", "127.0.0.1:18070",
+                          "--root", STATE / "s3", "--bucket", "bench"])
+        self.spawn("counter", [BIN / "courier-devstack", "count", "--listen", COUNTER])
+        for _ in range(100):
+            if bootstrap.exists() and bootstrap.read_text():
+                break
+            time.sleep(0.1)
+        self.brokers = bootstrap.read_text().strip()
+        time.sleep(1)
+
+    def spawn(self, name, cmd):
+        out = open(STATE / f"{name}.log", "w")
+        self.procs.append(subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out))
+
+    def stop(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            p.wait(timeout=20)
+
+
+def write_config(stack, group, workload, directory):
+    """A worker configuration with 100 customers, each with the workload's destination."""
+    directory.mkdir(parents=True, exist_ok=True)
+    customers = directory / "customers"
+    customers.mkdir(exist_ok=True)
+    delivery = {
+        "w1": "",
+        "w2": "delivery = { batch_max_events = 10000, batch_max_bytes = 16777216, batch_max_age_ms = 1000 }",
+        "w3": "delivery = { batch_max_events = 500, batch_max_age_ms = 200 }",
+        "w4": "delivery = { batch_max_events = 10000, batch_max_bytes = 16777216, batch_max_age_ms = 1000 }",
+    }[workload]
+    for k in range(100):
+        settings = {
+            "w1": 'kind = "blackhole"\n',
+            "w2": f'kind = "s3"\n[destinations.d.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\n'
+                  f'endpoint = "{S3}"\npath_style = true\naccess_key_id = "courier-local"\nsecret_access_key = "courier-local-secret"\n',
+            "w3": f'kind = "webhook"\n[destinations.d.settings]\nurl = "http://{COUNTER}/c{k:03}"\n',
+            "w4": f'kind = "postgres"\n[destinations.d.settings]\nurl = "{PG}"\nschema = "bench_courier_c{k:03}"\n',
+        }[workload]
+        (customers / f"c{k:03}.toml").write_text(
+            f'id = "c{k:03}"\nwrite_keys = ["wk_bench_{k:03}"]\n[destinations.d]\nenabled = true\n{delivery}\n{settings}'
+        )
+    config = directory / "courier.toml"
+    config.write_text(f"""customers_dir = "customers"
+[kafka]
+brokers = "{stack.brokers}"
+group_id = "{group}"
+topics = ["{TOPIC}"]
+[consumer]
+commit_interval_ms = 500
+[dead_letter]
+topic = "{DLQ}"
+[log]
+format = "json"
+level = "warn"
+[server]
+listen = "127.0.0.1:0"
+""")
+    return config
+
+
+def offsets(config):
+    out = subprocess.run([BIN / "courier", "offsets", "show", "--json", "--config", config],
+                         capture_output=True, text=True, check=True).stdout
+    return next(iter(json.loads(out).values()))
+
+
+def wait_committed(config, timeout=1800):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        rows = offsets(config)
+        if all(r["committed"] == r["log_end"] for r in rows):
+            return
+        time.sleep(0.25)
+    raise RuntimeError(f"not committed within {timeout}s: {config}")
+
+
+def latency_phase(stack, start, count=20_000, rate=2_000):
+    """Stamped events at a steady rate while the subject runs; p50/p99 from the counter."""
+    http_json(f"http://{COUNTER}/_reset", data=b"")
+    subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", TOPIC,
+                    "--count", str(count), "--from", str(start), "--rate", str(rate), "--stamp"],
+                   check=True, capture_output=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        report = http_json(f"http://{COUNTER}/_count")
+        if report["stamped"] >= count:
+            return report["p50_ms"], report["p99_ms"]
+        time.sleep(0.5)
+    return None, None
+
+
+def run_subject(stack, subject, workload, rep, backlog, python):
+    group = f"bench-{subject}-{workload}-{rep}"
+    config = write_config(stack, group, workload, STATE / group)
+    if subject == "courier":
+        cmd = [BIN / "courier", "run", "--config", config]
+    else:
+        cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", TOPIC,
+               "--group", group, "--workload", workload, "--webhook", f"http://{COUNTER}", "--s3-endpoint", S3,
+               "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
+    http_json(f"http://{COUNTER}/_reset", data=b"")
+    out = open(STATE / f"{group}.log", "w")
+    started = time.time()
+    proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out)
+    try:
+        wait_committed(config)
+        seconds = time.time() - started
+        cpu, rss = usage(proc.pid)
+        result = {"seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss}
+        if workload == "w3":
+            result["p50_ms"], result["p99_ms"] = latency_phase(stack, 10_000_000 * (rep + 1) + backlog["events"])
+            result["delivered"] = None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return result
+
+
+def run_ceiling(stack, rep):
+    out = subprocess.run([BIN / "courier-devstack", "ceiling", "--brokers", stack.brokers, "--topic", TOPIC,
+                          "--group", f"bench-ceiling-{rep}"], capture_output=True, text=True, check=True).stdout
+    return json.loads(out)
+
+
+def median(runs, key):
+    values = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--events", type=int, default=500_000)
+    p.add_argument("--partitions", type=int, default=128)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--workloads", default="w1,w2,w3,w4")
+    p.add_argument("--subjects", default="ceiling,python,courier")
+    p.add_argument("--python", default=sys.executable)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = p.parse_args()
+    workloads = args.workloads.split(",")
+    subjects = args.subjects.split(",")
+
+    subprocess.run(["psql", "-q", PG, "-c",
+                    "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%' "
+                    "LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$"], check=True)
+    stack = Stack(args.partitions)
+    try:
+        log(f"producing {args.events} events into {args.partitions} partitions")
+        t = time.time()
+        subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", TOPIC,
+                        "--count", str(args.events)], check=True, capture_output=True)
+        probe = write_config(stack, "bench-probe", "w1", STATE / "probe")
+        rows = offsets(probe)
+        total = sum(r["log_end"] for r in rows)
+        assert total == args.events, f"{total} messages in the topic, expected {args.events}"
+        backlog = {"events": args.events, "produce_seconds": time.time() - t,
+                   "bytes": sum(f.stat().st_size for f in []) or None}
+        results = {"machine": machine(), "events": args.events, "partitions": args.partitions,
+                   "reps": args.reps, "runs": {}}
+        for rep in range(args.reps):
+            if "ceiling" in subjects:
+                check_log_start(probe)
+                r = run_ceiling(stack, rep)
+                results["runs"].setdefault("ceiling", []).append(r)
+                backlog["bytes"] = r["bytes"]
+                log(f"ceiling rep {rep}: {r}")
+            for w in workloads:
+                for s in [s for s in subjects if s != "ceiling"]:
+                    check_log_start(probe)
+                    r = run_subject(stack, s, w, rep, backlog, args.python)
+                    results["runs"].setdefault(f"{s}/{w}", []).append(r)
+                    log(f"{s} {w} rep {rep}: {r}")
+        results["backlog"] = backlog
+        results["summary"] = summarize(results, workloads, subjects)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+        print(table(results, workloads, subjects))
+    finally:
+        stack.stop()
+
+
+def check_log_start(config):
+    rows = offsets(config)
+    assert all(r["log_start"] == 0 for r in rows), "the broker truncated a partition: use more partitions"
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), platform.processor())
+    mem = next(l.split()[1] for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(int(mem) / 1024 / 1024, 1),
+            "kernel": platform.release()}
+
+
+def summarize(results, workloads, subjects):
+    events = results["events"]
+    mb = (results["backlog"]["bytes"] or 0) / 1e6
+    out = {}
+    for key, runs in results["runs"].items():
+        seconds = median(runs, "seconds")
+        cpu = median(runs, "cpu_seconds")
+        out[key] = {
+            "events_per_second": events / seconds if seconds else None,
+            "mb_per_second": mb / seconds if seconds else None,
+            "cpu_seconds_per_million": cpu / events * 1e6 if cpu is not None else None,
+            "peak_rss_mb": median(runs, "peak_rss_mb"),
+            "p50_ms": median(runs, "p50_ms"),
+            "p99_ms": median(runs, "p99_ms"),
+        }
+    return out
+
+
+def table(results, workloads, subjects):
+    s = results["summary"]
+    lines = ["| workload | subject | events/s | MB/s | CPU s / M events | peak RSS MB | p50 / p99 ms | vs ceiling | vs Python |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ceiling = s.get("ceiling", {})
+    for w in workloads:
+        for subject in ["ceiling", "python", "courier"]:
+            if subject not in subjects:
+                continue
+            key = "ceiling" if subject == "ceiling" else f"{subject}/{w}"
+            r = s.get(key)
+            if not r:
+                continue
+            py = s.get(f"python/{w}", {})
+            ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"
+            lat = f"{r['p50_ms']} / {r['p99_ms']}" if r.get("p99_ms") is not None else "—"
+            lines.append(
+                f"| {w} {WORKLOADS[w]} | {subject} | {r['events_per_second']:,.0f} | {r['mb_per_second']:.1f} | "
+                f"{r['cpu_seconds_per_million']:.2f} | {r['peak_rss_mb']:.0f} | {lat} | "
+                f"{ratio(r['events_per_second'], ceiling.get('events_per_second')) if subject != 'ceiling' else '1.00×'} | "
+                f"{ratio(r['events_per_second'], py.get('events_per_second')) if subject == 'courier' else '—'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
