@@ -103,7 +103,7 @@ def write_config(stack, group, workload, directory):
             "w2": f'kind = "s3"\n[destinations.d.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\n'
                   f'endpoint = "{S3}"\npath_style = true\naccess_key_id = "courier-local"\nsecret_access_key = "courier-local-secret"\n',
             "w3": f'kind = "webhook"\n[destinations.d.settings]\nurl = "http://{COUNTER}/c{k:03}"\n',
-            "w4": f'kind = "postgres"\n[destinations.d.settings]\nurl = "{PG}"\nschema = "bench_courier_c{k:03}"\n',
+            "w4": f'kind = "postgres"\n[destinations.d.settings]\nurl = "{PG}"\nschema = "{group.replace("-", "_")}_c{k:03}"\n',
         }[workload]
         (customers / f"c{k:03}.toml").write_text(
             f'id = "c{k:03}"\nwrite_keys = ["wk_bench_{k:03}"]\n[destinations.d]\nenabled = true\n{delivery}\n{settings}'
@@ -225,8 +225,7 @@ def main():
         rows = offsets(probe)
         total = sum(r["log_end"] for r in rows)
         assert total == args.events, f"{total} messages in the topic, expected {args.events}"
-        backlog = {"events": args.events, "produce_seconds": time.time() - t,
-                   "bytes": sum(f.stat().st_size for f in []) or None}
+        backlog = {"events": args.events, "produce_seconds": time.time() - t, "bytes": None}
         results = {"machine": machine(), "events": args.events, "partitions": args.partitions,
                    "reps": args.reps, "runs": {}}
         for rep in range(args.reps):
