@@ -120,7 +120,7 @@ commit_interval_ms = 500
 topic = "{DLQ}"
 [log]
 format = "json"
-level = "warn"
+level = "warn,courier::consumer=info"
 [server]
 listen = "127.0.0.1:0"
 """)
@@ -168,10 +168,21 @@ def run_subject(stack, subject, workload, rep, backlog, python):
                "--group", group, "--workload", workload, "--webhook", f"http://{COUNTER}", "--s3-endpoint", S3,
                "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
     http_json(f"http://{COUNTER}/_reset", data=b"")
-    out = open(STATE / f"{group}.log", "w")
-    started = time.time()
+    log_file = STATE / f"{group}.log"
+    out = open(log_file, "w")
+    launched = time.time()
     proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out)
     try:
+        # The drain is timed from the first assignment: group join and start-up are not the
+        # subject's throughput (both subjects log "assigned").
+        started = None
+        while started is None and time.time() - launched < 120:
+            if "assigned" in log_file.read_text():
+                started = time.time()
+            else:
+                time.sleep(0.02)
+        if started is None:
+            raise RuntimeError(f"{group} never got an assignment; see {log_file}")
         wait_committed(config)
         seconds = time.time() - started
         cpu, rss = usage(proc.pid)

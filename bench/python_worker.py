@@ -61,7 +61,7 @@ def main():
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
     })
-    consumer.subscribe([args.topic])
+    consumer.subscribe([args.topic], on_assign=lambda c, partitions: print("assigned", len(partitions), flush=True))
     while running:
         messages = consumer.consume(num_messages=5000, timeout=0.2)
         if not messages:

@@ -21,6 +21,10 @@ const SUFFIX: &str = ".ndjson.gz";
 #[derive(Debug)]
 pub struct S3Archive {
     bucket: Bucket,
+    /// The last position this instance archived per source partition: a batch that starts
+    /// after it continues this instance's own objects and cannot cover any of them, so the
+    /// listing for covered objects is skipped.
+    written: std::sync::Mutex<std::collections::HashMap<(Arc<str>, i32), i64>>,
 }
 
 impl ConnectorKind for S3Archive {
@@ -44,6 +48,7 @@ impl ConnectorKind for S3Archive {
         settings.validate(ctx, "")?;
         Ok(Arc::new(S3Archive {
             bucket: Bucket::new(settings),
+            written: Default::default(),
         }))
     }
 }
@@ -221,7 +226,19 @@ impl Destination for S3Archive {
         let body = ndjson_gz(batch);
         self.bucket.put(&key, body, "application/gzip").await?;
         if let Some(range) = source.filter(|r| r.complete) {
-            self.remove_covered(&key, range).await?;
+            let lane = (range.topic.clone(), range.partition);
+            let last = self
+                .written
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&lane)
+                .copied();
+            if last.is_none_or(|last| range.first <= last) {
+                self.remove_covered(&key, range).await?;
+            }
+            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = written.entry(lane).or_insert(range.last);
+            *entry = (*entry).max(range.last);
         }
         Ok(())
     }
@@ -259,6 +276,7 @@ mod tests {
     #[test]
     fn keys_follow_prefix_date_hour_and_range() {
         let archive = S3Archive {
+            written: Default::default(),
             bucket: Bucket::new(S3Location {
                 bucket: "b".into(),
                 prefix: "/raw/".into(),

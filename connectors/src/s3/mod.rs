@@ -5,18 +5,24 @@
 //! date and hour (UTC) of the first event's log timestamp and the batch's [`SourceRange`]
 //! (positions zero-padded to 20 digits). The runtime hands this connector batches of one
 //! partition in order, one at a time, so after a crash the redelivered range starts where the
-//! unfinished batch started: its object is written under the same key, or — when the new batch
-//! was cut at a different size or age — under a key with the same first position, and the
-//! older sibling is then deleted. Either way each offset range is held once.
+//! unfinished batch started, and batches cut by count or size cut the same ranges again: the
+//! object is overwritten under the same key. When a redelivered batch is cut longer (an earlier
+//! cut was made by age), the complete objects of that partition and hour it covers are deleted
+//! after it is written. The listing for covered objects runs for a partition's first batch in
+//! this process and for any batch starting at or before the last position this process
+//! archived (a redelivery); a batch continuing past it is one request.
 //!
 //! Files roll with the destination's batch limits (`delivery.batch_max_events`,
 //! `batch_max_bytes`, `batch_max_age_ms`); objects over 16 MiB are uploaded in 8 MiB parts.
 //! Events redelivered from the retry topic (a subset of a range) get their own
 //! `...-retry-<hash>` objects so they never replace a complete range.
 //!
-//! Limit: a redelivery can start inside an archived range only when another destination of the
-//! same events held the committed offset further back at the moment of a crash; that range's
-//! events are then archived twice (in the old object and in the new one), never lost.
+//! Limits, where events are archived twice but never lost: a redelivery that starts inside an
+//! archived range (another destination of the same events held the committed offset further
+//! back at the moment of a crash); a redelivered batch cut shorter than the archived one (by
+//! age, under different timing); an object another worker wrote past this process's last
+//! position while it owned the partition in between, when this process then archives a longer
+//! range over it.
 //!
 //! [`SourceRange`]: crate::SourceRange
 
