@@ -160,6 +160,7 @@ pub fn spawn(
         last_error: std::sync::Mutex::new(None),
     });
     let worker = Worker {
+        meters: Meters::new(&id.kind),
         limiter: RateLimiter::new(settings.requests_per_second, settings.events_per_second),
         breaker,
         stats: stats.clone(),
@@ -208,7 +209,28 @@ fn source_range(batch: &[EventCopy]) -> Option<SourceRange> {
     })
 }
 
+/// The instance's metric handles, labelled by kind once.
+struct Meters {
+    delivered: metrics::Counter,
+    retries: metrics::Counter,
+    batch_events: metrics::Histogram,
+    duration: metrics::Histogram,
+}
+
+impl Meters {
+    fn new(kind: &str) -> Meters {
+        let kind = kind.to_owned();
+        Meters {
+            delivered: metrics::counter!("courier_events_delivered_total", "kind" => kind.clone()),
+            retries: metrics::counter!("courier_delivery_retries_total", "kind" => kind.clone()),
+            batch_events: metrics::histogram!("courier_batch_events", "kind" => kind.clone()),
+            duration: metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind),
+        }
+    }
+}
+
 struct Worker {
+    meters: Meters,
     id: Arc<DestinationId>,
     limiter: RateLimiter,
     breaker: Arc<CircuitBreaker>,
@@ -294,7 +316,8 @@ impl Worker {
             while !batch.is_empty() {
                 let events: Vec<Arc<Event>> = batch.iter().map(|c| c.event.clone()).collect();
                 let Some(permit) = self.permit(started, &batch).await else {
-                    let err = DeliveryError::retryable("circuit open: the destination keeps failing");
+                    let err =
+                        DeliveryError::retryable("circuit open: the destination keeps failing");
                     self.park(batch, &err).await;
                     return;
                 };
@@ -302,14 +325,15 @@ impl Worker {
                 let sent_at = Instant::now();
                 let result = if self.destination.by_partition() {
                     let source = source_range(&batch);
-                    self.destination.deliver_range(&events, source.as_ref()).await
+                    self.destination
+                        .deliver_range(&events, source.as_ref())
+                        .await
                 } else {
                     self.destination.deliver(&events).await
                 };
                 let retryable = matches!(&result, Err(e) if e.is_retryable());
                 self.breaker.record(permit, !retryable);
-                metrics::histogram!("courier_delivery_duration_seconds", "kind" => kind.to_owned())
-                    .record(sent_at.elapsed().as_secs_f64());
+                self.meters.duration.record(sent_at.elapsed().as_secs_f64());
                 let err = match result {
                     Ok(()) => {
                         self.settle(batch);
@@ -333,8 +357,7 @@ impl Worker {
                             }
                         }
                         let delay = self.backoff.delay(attempt, err.retry_after());
-                        metrics::counter!("courier_delivery_retries_total", "kind" => kind.to_owned())
-                            .increment(1);
+                        self.meters.retries.increment(1);
                         tracing::warn!(
                             customer = &*self.id.customer,
                             destination = &*self.id.name,
@@ -352,7 +375,11 @@ impl Worker {
                     Failure::TooLarge if batch.len() > 1 => {
                         // Halve until the destination takes it; each half keeps its own retries.
                         let tail = batch.split_off(batch.len() / 2);
-                        tracing::info!(kind, events = batch.len() + tail.len(), "request too large; splitting the batch");
+                        tracing::info!(
+                            kind,
+                            events = batch.len() + tail.len(),
+                            "request too large; splitting the batch"
+                        );
                         self.clone().send(batch).await;
                         self.send(tail).await;
                         return;
@@ -363,9 +390,14 @@ impl Worker {
                         self.dead_letter(letters, &err).await;
                         return;
                     }
-                    Failure::Rejected { events: rejected, others } => {
-                        let mut reasons: HashMap<usize, &str> =
-                            rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+                    Failure::Rejected {
+                        events: rejected,
+                        others,
+                    } => {
+                        let mut reasons: HashMap<usize, &str> = rejected
+                            .iter()
+                            .map(|r| (r.index, r.reason.as_str()))
+                            .collect();
                         let mut letters = Vec::with_capacity(rejected.len());
                         let mut rest = Vec::with_capacity(batch.len());
                         for (i, copy) in batch.into_iter().enumerate() {
@@ -455,10 +487,8 @@ impl Worker {
     }
 
     fn settle(&self, batch: Vec<EventCopy>) {
-        let kind = self.id.kind.to_string();
-        metrics::counter!("courier_events_delivered_total", "kind" => kind.clone())
-            .increment(batch.len() as u64);
-        metrics::histogram!("courier_batch_events", "kind" => kind).record(batch.len() as f64);
+        self.meters.delivered.increment(batch.len() as u64);
+        self.meters.batch_events.record(batch.len() as f64);
         batch.into_iter().for_each(|c| c.ack.settle());
     }
 

@@ -112,9 +112,17 @@ pub(crate) struct PartitionTask {
     /// in-flight count, as `/status` shows them.
     view: Arc<PartitionView>,
     paused: bool,
+    /// Metric handles, resolved once (a labelled lookup per message would cost more than the
+    /// increment).
+    meters: Meters,
     /// The commit in flight, if any (one at a time per partition).
     committing: Option<tokio::task::JoinHandle<()>>,
-    labels: [(&'static str, String); 2],
+}
+
+struct Meters {
+    consumed: metrics::Counter,
+    consumed_bytes: metrics::Counter,
+    in_flight: metrics::Gauge,
 }
 
 impl PartitionTask {
@@ -129,6 +137,11 @@ impl PartitionTask {
             ("topic", topic.to_string()),
             ("partition", partition.to_string()),
         ];
+        let meters = Meters {
+            consumed: metrics::counter!("courier_consumed_messages_total"),
+            consumed_bytes: metrics::counter!("courier_consumed_bytes_total"),
+            in_flight: metrics::gauge!("courier_partition_in_flight_messages", &labels),
+        };
         PartitionTask {
             consumer,
             topic,
@@ -138,7 +151,7 @@ impl PartitionTask {
             view,
             paused: false,
             committing: None,
-            labels,
+            meters,
         }
     }
 
@@ -228,8 +241,10 @@ impl PartitionTask {
         done: &UnboundedSender<i64>,
         cancel: &CancellationToken,
     ) -> bool {
-        metrics::counter!("courier_consumed_messages_total").increment(1);
-        metrics::counter!("courier_consumed_bytes_total").increment(msg.payload.len() as u64);
+        self.meters.consumed.increment(1);
+        self.meters
+            .consumed_bytes
+            .increment(msg.payload.len() as u64);
         self.tracker.track(msg.offset);
         let ack = MessageAck::new(msg.offset, done.clone());
         let origin = Arc::new(Origin {
@@ -379,7 +394,7 @@ impl PartitionTask {
         }
         let in_flight = self.tracker.in_flight();
         self.view.in_flight.store(in_flight, Ordering::Relaxed);
-        metrics::gauge!("courier_partition_in_flight_messages", &self.labels).set(in_flight as f64);
+        self.meters.in_flight.set(in_flight as f64);
         if self.paused
             && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2
         {
