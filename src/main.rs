@@ -10,6 +10,11 @@ use courier::settings::Settings;
 use courier::{customers, destinations, edit, offsets, replay, telemetry, worker};
 use courier_connectors::Registry;
 
+/// Per-event allocations are the hot path's main cost: mimalloc's thread-local free lists beat
+/// glibc malloc's arenas there (measured in `bench/RESULTS.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Courier delivers analytics events from Kafka to each customer's destinations, at least once.
 #[derive(Debug, Parser)]
 #[command(name = "courier", version)]
