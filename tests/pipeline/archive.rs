@@ -9,8 +9,7 @@ use courier_connectors::s3::Bucket;
 use flate2::read::GzDecoder;
 
 use crate::support::{
-    eventually, records, sample_events, until_fully_committed, LocalS3, PartitionOffsets, Spec,
-    Stack,
+    records, sample_events, until_fully_committed, LocalS3, PartitionOffsets, Spec, Stack,
 };
 
 /// One archived object: its partition and range, and the messageIds in it.
@@ -148,18 +147,7 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     assert_once(&archived(&bucket).await, &events, "after the crash");
 
     // A replay of the whole topic by another group rewrites the same ranges.
-    let replay = stack.worker_with_env(
-        "replay",
-        &[("COURIER__KAFKA__GROUP_ID", "courier-test-replay")],
-    );
-    eventually(Duration::from_secs(120), "the replay to commit", || {
-        stack
-            .offsets_of("courier-test-replay")
-            .iter()
-            .all(|p| p.committed == Some(p.log_end))
-    })
-    .await;
-    drop(replay);
+    stack.replay_all().await;
     assert_once(&archived(&bucket).await, &events, "after the replay");
     assert!(stack.dead_letters().is_empty());
 }

@@ -351,10 +351,7 @@ async fn replay_delivers_exactly_the_range_to_the_chosen_destination_only() {
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["sent"]["acme/a"], 50, "{summary}");
     assert_eq!(summary["delivered"]["acme/a"], 50, "{summary}");
-    let a_new: Vec<String> = stack.receiver.events("acme/a")[a_before..]
-        .iter()
-        .map(|e| e["messageId"].as_str().unwrap().to_owned())
-        .collect();
+    let a_new = stack.ids_since("acme/a", a_before);
     assert_eq!(a_new.len(), 50, "each event of the range once");
     assert_eq!(
         a_new.into_iter().collect::<std::collections::HashSet<_>>(),
@@ -389,10 +386,7 @@ async fn replay_delivers_exactly_the_range_to_the_chosen_destination_only() {
         .filter(|id| late_ids.contains(id))
         .collect();
     assert!(!expected.is_empty());
-    let b_new: Vec<String> = stack.receiver.events("acme/b")[b_before..]
-        .iter()
-        .map(|e| e["messageId"].as_str().unwrap().to_owned())
-        .collect();
+    let b_new = stack.ids_since("acme/b", b_before);
     assert_eq!(
         b_new.len(),
         expected.len(),
@@ -531,10 +525,7 @@ async fn offsets_show_and_reset_and_the_next_worker_starts_there() {
     let topic =
         courier::devstack::produce::read_topic(&stack.brokers(), TOPIC, Duration::from_secs(20))
             .unwrap();
-    let again: Vec<String> = stack.receiver.events("acme/hook")[received..]
-        .iter()
-        .map(|e| e["messageId"].as_str().unwrap().to_owned())
-        .collect();
+    let again = stack.ids_since("acme/hook", received);
     let expected = ids_at(&topic, 0, 100..=i64::MAX);
     assert_eq!(again.len(), expected.len());
     assert_eq!(

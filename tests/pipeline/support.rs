@@ -165,6 +165,42 @@ reload_interval_ms = 200
         Worker { child, log }
     }
 
+    /// Replays the whole topic with a worker of a new group (`courier-test-replay`) and waits
+    /// until that group committed every partition to its end.
+    pub async fn replay_all(&self) {
+        let group = "courier-test-replay";
+        let replay = self.worker_with_env("replay", &[("COURIER__KAFKA__GROUP_ID", group)]);
+        eventually(Duration::from_secs(120), "the replay to commit", || {
+            self.offsets_of(group)
+                .iter()
+                .all(|p| p.committed == Some(p.log_end))
+        })
+        .await;
+        drop(replay);
+    }
+
+    /// With a destination's service just cut, asserts that no committed offset moves for 3 s
+    /// and that messages are still waiting (the outage came mid-stream).
+    pub async fn assert_offsets_hold(&self, what: &str) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let held: Vec<Option<i64>> = self.offsets().iter().map(|p| p.committed).collect();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let still: Vec<Option<i64>> = self.offsets().iter().map(|p| p.committed).collect();
+        assert_eq!(held, still, "offsets hold while {what} is down");
+        assert!(
+            self.offsets().iter().any(|p| p.lag > 0),
+            "{what}: the outage came mid-stream"
+        );
+    }
+
+    /// The messageIds `path` received after its first `before` events, in arrival order.
+    pub fn ids_since(&self, path: &str, before: usize) -> Vec<String> {
+        self.receiver.events(path)[before..]
+            .iter()
+            .map(|e| e["messageId"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// Produces raw records and waits for the broker's acknowledgement.
     pub async fn produce_raw(&self, records: Vec<(Option<Vec<u8>>, Vec<u8>)>) {
         produce::produce_all(&self.producer, TOPIC, records)

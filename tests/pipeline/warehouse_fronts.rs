@@ -266,15 +266,7 @@ async fn s3_and_database_outages_hold_offsets_and_a_replay_changes_nothing() {
         ("the database behind the front", &pg_proxy),
     ] {
         proxy.set_up(false);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let held: Vec<Option<i64>> = stack.offsets().iter().map(|p| p.committed).collect();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let still: Vec<Option<i64>> = stack.offsets().iter().map(|p| p.committed).collect();
-        assert_eq!(held, still, "offsets hold while {what} is down");
-        assert!(
-            stack.offsets().iter().any(|p| p.lag > 0),
-            "the {what} outage came mid-stream"
-        );
+        stack.assert_offsets_hold(what).await;
         // Nothing half-loaded: every row in the Redshift schema belongs to a committed ledger
         // entry's events, so tracks never exceed what the ledger accounts for.
         let rows = count(&db, &format!("SELECT count(*) FROM {schema}_rs.tracks")).await;
@@ -299,18 +291,7 @@ async fn s3_and_database_outages_hold_offsets_and_a_replay_changes_nothing() {
     check_tables(&db, &format!("{schema}_rs"), &events).await;
 
     // Replaying the loaded ranges (another group from the start) leaves every event one row.
-    let replay = stack.worker_with_env(
-        "replay",
-        &[("COURIER__KAFKA__GROUP_ID", "courier-test-replay")],
-    );
-    crate::support::eventually(Duration::from_secs(120), "the replay to commit", || {
-        stack
-            .offsets_of("courier-test-replay")
-            .iter()
-            .all(|p| p.committed == Some(p.log_end))
-    })
-    .await;
-    drop(replay);
+    stack.replay_all().await;
     check_tables(&db, &format!("{schema}_pg"), &events).await;
     check_tables(&db, &format!("{schema}_rs"), &events).await;
     drop_schema(&db, &format!("{schema}_pg")).await;
