@@ -6,17 +6,23 @@
 //! that could not be dead-lettered) marks the whole message failed: it is never reported, so
 //! the partition's committed offset stays below it and the message is redelivered to the next
 //! owner. Failure is the default; only an explicit settle counts as success.
+//!
+//! A message may also hold its share of the worker's in-flight budget ([`crate::budget`]),
+//! given back when the last share goes, settled or not.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::OwnedSemaphorePermit;
 
 #[derive(Debug)]
 struct Shared {
     offset: i64,
     failed: AtomicBool,
     done: UnboundedSender<i64>,
+    /// Released when the message is finished with.
+    _budget: Option<OwnedSemaphorePermit>,
 }
 
 impl Drop for Shared {
@@ -38,11 +44,21 @@ pub struct MessageAck {
 impl MessageAck {
     /// The first share of the message at `offset`; completion is reported on `done`.
     pub fn new(offset: i64, done: UnboundedSender<i64>) -> Self {
+        Self::holding(offset, done, None)
+    }
+
+    /// The first share of a message that holds `budget` until its last share goes.
+    pub fn holding(
+        offset: i64,
+        done: UnboundedSender<i64>,
+        budget: Option<OwnedSemaphorePermit>,
+    ) -> Self {
         MessageAck {
             shared: Arc::new(Shared {
                 offset,
                 failed: AtomicBool::new(false),
                 done,
+                _budget: budget,
             }),
             settled: false,
         }

@@ -25,17 +25,22 @@
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
 //!
-//! Destinations that name their output by source range ([`Destination::by_partition`]: the
-//! archive and the warehouses) get one batcher per source partition instead, at most one batch
-//! in flight per partition, and each batch's [`SourceRange`]. So a batch is a run of one
-//! partition in offset order, and a redelivery after a crash starts where the last unfinished
-//! batch started.
+//! How batches are cut is the destination's [`Batching`]:
+//! - `Mixed` (HTTP APIs): one batcher, copies in arrival order;
+//! - `Sourced` (the warehouses): one batcher, and before delivery each batch is grouped by
+//!   source partition (each partition's copies keep their order) and passed with one
+//!   [`SourceRange`] per partition, for the load's ledger;
+//! - `PerPartition` (the archive): one batcher per source partition, at most one batch in
+//!   flight per partition, so a batch is a run of one partition in offset order, and a
+//!   redelivery after a crash starts where the last unfinished batch started.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use courier_connectors::{DeliveryError, Destination, Event, Failure, Others, SourceRange};
+use courier_connectors::{
+    Batching, DeliveryError, Destination, Event, Failure, Others, SourceRange,
+};
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use futures::FutureExt;
@@ -50,6 +55,9 @@ use crate::deadletter::{DeadLetter, DeadLetters, DestinationTag, Origin, Stage};
 use crate::ratelimit::RateLimiter;
 use crate::retry::{now_millis, Parking, RetryState};
 use crate::settings::DeliverySettings;
+
+/// Copies taken from the queue at once (one wake-up and one clock read for all of them).
+const RECEIVE_MANY: usize = 256;
 
 /// One event on its way to one destination.
 #[derive(Debug)]
@@ -196,17 +204,50 @@ impl Lane {
     }
 }
 
-/// The source range of a by-partition batch (the batch is one lane, in offset order).
-fn source_range(batch: &[EventCopy]) -> Option<SourceRange> {
-    let first = batch.first()?;
-    Some(SourceRange {
-        topic: first.origin.topic.clone(),
-        partition: first.origin.partition,
-        first: batch.iter().map(|c| c.origin.offset).min()?,
-        last: batch.iter().map(|c| c.origin.offset).max()?,
-        timestamp_ms: first.origin.timestamp_ms,
-        complete: batch.iter().all(|c| c.retry.is_none()),
-    })
+/// Groups a batch by source partition, each partition's copies in their order, partitions in
+/// order of first appearance.
+fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
+    let mut groups: Vec<Vec<EventCopy>> = Vec::new();
+    let mut index: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+    let total = batch.len();
+    for copy in batch {
+        let key = (copy.origin.topic.clone(), copy.origin.partition);
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(copy);
+    }
+    let mut grouped = Vec::with_capacity(total);
+    groups.into_iter().for_each(|g| grouped.extend(g));
+    grouped
+}
+
+/// The source ranges of a batch grouped by source (see [`group_by_source`]): one per run of
+/// copies from one partition.
+fn source_ranges(batch: &[EventCopy]) -> Vec<SourceRange> {
+    let mut ranges: Vec<SourceRange> = Vec::new();
+    for copy in batch {
+        let origin = &copy.origin;
+        match ranges.last_mut() {
+            Some(r) if r.partition == origin.partition && r.topic == origin.topic => {
+                r.first = r.first.min(origin.offset);
+                r.last = r.last.max(origin.offset);
+                r.events += 1;
+                r.complete &= copy.retry.is_none();
+            }
+            _ => ranges.push(SourceRange {
+                topic: origin.topic.clone(),
+                partition: origin.partition,
+                first: origin.offset,
+                last: origin.offset,
+                timestamp_ms: origin.timestamp_ms,
+                events: 1,
+                complete: copy.retry.is_none(),
+            }),
+        }
+    }
+    ranges
 }
 
 /// The instance's metric handles, labelled by kind once.
@@ -242,13 +283,14 @@ struct Worker {
 
 impl Worker {
     async fn run(self: Arc<Self>, mut rx: mpsc::Receiver<EventCopy>, settings: DeliverySettings) {
-        let by_partition = self.destination.by_partition();
+        let by_partition = self.destination.batching() == Batching::PerPartition;
         let limits = settings.batch_limits();
         let mut batchers: HashMap<Lane, Batcher<EventCopy>> = HashMap::new();
         let mut ready: VecDeque<(Lane, Vec<EventCopy>)> = VecDeque::new();
         // Lanes with a batch in flight (by-partition destinations send one per lane at a time).
         let mut busy: HashSet<Lane> = HashSet::new();
         let mut in_flight = FuturesUnordered::new();
+        let mut inbox = Vec::with_capacity(RECEIVE_MANY);
         let mut closed = false;
         loop {
             while in_flight.len() < settings.concurrency {
@@ -286,23 +328,27 @@ impl Worker {
                     }
                     batchers.retain(|_, b| b.deadline().is_some());
                 }
-                copy = rx.recv(), if can_receive => match copy {
-                    Some(copy) => {
+                received = rx.recv_many(&mut inbox, RECEIVE_MANY), if can_receive => {
+                    if received == 0 {
+                        // Every sender is gone and the queue is empty.
+                        closed = true;
+                        for (lane, mut batcher) in batchers.drain() {
+                            ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
+                        }
+                        continue;
+                    }
+                    // One clock read per chunk: the copies arrived together.
+                    let now = Instant::now();
+                    for copy in inbox.drain(..) {
                         let size = copy.event.raw().len();
                         let lane = if by_partition { Lane::of(&copy.origin) } else { Lane::Any };
                         let batcher = batchers
                             .entry(lane.clone())
                             .or_insert_with(|| Batcher::new(limits));
-                        let full = batcher.push(copy, size, Instant::now());
+                        let full = batcher.push(copy, size, now);
                         ready.extend(full.into_iter().map(|b| (lane.clone(), b)));
                     }
-                    None => {
-                        closed = true;
-                        for (lane, mut batcher) in batchers.drain() {
-                            ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
-                        }
-                    }
-                },
+                }
             }
         }
     }
@@ -311,6 +357,10 @@ impl Worker {
     fn send(self: Arc<Self>, mut batch: Vec<EventCopy>) -> BoxFuture<'static, ()> {
         async move {
             let kind: &str = &self.id.kind;
+            let batching = self.destination.batching();
+            if batching == Batching::Sourced {
+                batch = group_by_source(batch);
+            }
             let mut attempt: u32 = 0;
             let started = Instant::now();
             while !batch.is_empty() {
@@ -323,13 +373,11 @@ impl Worker {
                 };
                 self.limiter.acquire(events.len()).await;
                 let sent_at = Instant::now();
-                let result = if self.destination.by_partition() {
-                    let source = source_range(&batch);
-                    self.destination
-                        .deliver_range(&events, source.as_ref())
-                        .await
-                } else {
+                let result = if batching == Batching::Mixed {
                     self.destination.deliver(&events).await
+                } else {
+                    let sources = source_ranges(&batch);
+                    self.destination.deliver_from(&events, &sources).await
                 };
                 let retryable = matches!(&result, Err(e) if e.is_retryable());
                 self.breaker.record(permit, !retryable);

@@ -8,6 +8,7 @@
 //! - [`route`]: the routing table (write key → customer → enabled, filtered destinations).
 //! - [`ack`]: the per-message acknowledgement shared by its destination copies.
 //! - [`tracker`]: per-partition completion and the committable watermark.
+//! - [`budget`]: the bytes a consumer may hold undone across its partitions.
 //! - [`deliver`]: one task per destination instance: batch, send, retry, dead-letter.
 //! - [`batch`], [`backoff`]: the pure pieces of delivery.
 //! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.
@@ -39,6 +40,7 @@ pub mod ack;
 pub mod backoff;
 pub mod batch;
 pub mod breaker;
+pub mod budget;
 pub mod consumer;
 pub mod control;
 pub mod customers;

@@ -12,6 +12,8 @@
 //!   done;
 //! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
 //!   paused in librdkafka (no fetching) and resumed below half of it;
+//! - every message in flight holds its share of the consumer's [`Budget`]; a task that finds it
+//!   spent keeps the message it polled, pauses, and routes it once its share is free;
 //! - on cancellation (revoke or shutdown) the task stops taking messages, waits up to the drain
 //!   timeout for in-flight ones, and returns the final watermark for the caller to commit
 //!   synchronously. Whatever is not done by then is redelivered to the next owner.
@@ -31,6 +33,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::MessageAck;
+use crate::budget::Budget;
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::deliver::{DestinationHandle, EventCopy};
@@ -52,6 +55,8 @@ pub struct PartitionEnv {
     pub dead_letters: DeadLetters,
     /// Limits and timings.
     pub limits: ConsumerSettings,
+    /// The bytes all partitions of this consumer may hold undone.
+    pub budget: Budget,
     /// Which topic the tasks serve.
     pub mode: Mode,
     /// Where the tasks report assignment, commits and in-flight counts.
@@ -80,6 +85,12 @@ pub enum Mode {
 /// Sends a copy to a destination's queue; false when cancelled first. A stopped destination
 /// (its task gone) leaves the copy unsettled: the message is held, never dropped.
 async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &CancellationToken) -> bool {
+    // Fast path: room in the queue (the common case) needs no waiting machinery.
+    let copy = match handle.queue.try_send(copy) {
+        Ok(()) => return true,
+        Err(tokio::sync::mpsc::error::TrySendError::Full(copy)) => copy,
+        Err(tokio::sync::mpsc::error::TrySendError::Closed(copy)) => copy,
+    };
     let offset = copy.origin.offset;
     tokio::select! {
         biased;
@@ -112,6 +123,8 @@ pub(crate) struct PartitionTask {
     /// in-flight count, as `/status` shows them.
     view: Arc<PartitionView>,
     paused: bool,
+    /// A polled message waiting for its share of the budget.
+    waiting: Option<Inbound>,
     /// Metric handles, resolved once (a labelled lookup per message would cost more than the
     /// increment).
     meters: Meters,
@@ -150,6 +163,7 @@ impl PartitionTask {
             tracker: OffsetTracker::new(),
             view,
             paused: false,
+            waiting: None,
             committing: None,
             meters,
         }
@@ -197,19 +211,36 @@ impl PartitionTask {
                         continue;
                     }
                 };
-                if !self.dispatch(inbound, &done_tx, &cancel).await {
+                let Some(share) = self.env.budget.try_take(inbound.payload.len()) else {
+                    self.waiting = Some(inbound);
+                    self.set_paused(true);
+                    break;
+                };
+                if !self.dispatch(inbound, share, &done_tx, &cancel).await {
                     break 'run;
                 }
                 if self.tracker.in_flight() >= self.env.limits.max_in_flight_per_partition {
                     self.set_paused(true);
                 }
             }
-            let more = budget == 0;
+            let more = budget == 0 && self.waiting.is_none();
+            let wanted = self.waiting.as_ref().map_or(0, |m| m.payload.len());
+            let budget_free = self.env.budget.clone();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
                 _ = commit_tick.tick() => self.commit(),
+                share = budget_free.take(wanted), if self.waiting.is_some() => {
+                    if let Some(inbound) = self.waiting.take() {
+                        if !self.dispatch(inbound, share, &done_tx, &cancel).await {
+                            break;
+                        }
+                    }
+                    if self.tracker.in_flight() < self.env.limits.max_in_flight_per_partition {
+                        self.set_paused(false);
+                    }
+                }
                 () = tokio::task::yield_now(), if more => {}
                 () = wake.notified(), if !self.paused => {}
             }
@@ -238,6 +269,7 @@ impl PartitionTask {
     async fn dispatch(
         &mut self,
         msg: Inbound,
+        share: tokio::sync::OwnedSemaphorePermit,
         done: &UnboundedSender<i64>,
         cancel: &CancellationToken,
     ) -> bool {
@@ -246,7 +278,7 @@ impl PartitionTask {
             .consumed_bytes
             .increment(msg.payload.len() as u64);
         self.tracker.track(msg.offset);
-        let ack = MessageAck::new(msg.offset, done.clone());
+        let ack = MessageAck::holding(msg.offset, done.clone(), Some(share));
         let origin = Arc::new(Origin {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -396,6 +428,7 @@ impl PartitionTask {
         self.view.in_flight.store(in_flight, Ordering::Relaxed);
         self.meters.in_flight.set(in_flight as f64);
         if self.paused
+            && self.waiting.is_none()
             && self.tracker.in_flight() <= self.env.limits.max_in_flight_per_partition / 2
         {
             self.set_paused(false);

@@ -135,6 +135,10 @@ pub struct KafkaSettings {
 pub struct ConsumerSettings {
     /// Consumed but not yet done messages per partition; at the bound the partition pauses.
     pub max_in_flight_per_partition: usize,
+    /// Bytes of consumed but not yet done messages across all partitions of a consumer (the
+    /// main topics' and, separately, the retry topic's); at the bound partitions pause until
+    /// messages are done. Bounds memory however many partitions a worker owns.
+    pub max_in_flight_bytes: usize,
     /// How often each partition commits its watermark while running.
     pub commit_interval_ms: u64,
     /// On revoke or shutdown, how long in-flight deliveries may finish before the final commit.
@@ -147,6 +151,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         ConsumerSettings {
             max_in_flight_per_partition: 20_000,
+            max_in_flight_bytes: 32 * 1024 * 1024,
             commit_interval_ms: 1_000,
             drain_timeout_ms: 5_000,
             max_message_bytes: 512 * 1024,
@@ -210,14 +215,17 @@ impl DeliverySettings {
         }
     }
 
-    /// These settings within a destination API's published limits: batches no larger than it
-    /// takes, and its documented rates where none is configured.
+    /// These settings within a destination API's published limits: batches no larger and no
+    /// more at once than it takes, and its documented rates where none is configured.
     pub fn within(mut self, limits: ApiLimits) -> DeliverySettings {
         if let Some(max) = limits.max_batch_events {
             self.batch_max_events = self.batch_max_events.min(max);
         }
         if let Some(max) = limits.max_batch_bytes {
             self.batch_max_bytes = self.batch_max_bytes.min(max);
+        }
+        if let Some(max) = limits.max_concurrency {
+            self.concurrency = self.concurrency.min(max);
         }
         self.requests_per_second = self.requests_per_second.or(limits.requests_per_second);
         self.events_per_second = self.events_per_second.or(limits.events_per_second);
@@ -486,6 +494,12 @@ impl Settings {
         let c = &self.consumer;
         if c.max_in_flight_per_partition == 0 {
             return Err("consumer.max_in_flight_per_partition must be above 0".into());
+        }
+        if c.max_in_flight_bytes < c.max_message_bytes {
+            return Err(format!(
+                "consumer.max_in_flight_bytes ({}) must be at least consumer.max_message_bytes ({})",
+                c.max_in_flight_bytes, c.max_message_bytes
+            ));
         }
         if c.commit_interval_ms == 0 || c.max_message_bytes == 0 {
             return Err(

@@ -19,6 +19,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::Budget;
 use crate::consumer::{run_poll_loop, CourierConsumer, CourierContext};
 use crate::control::Control;
 use crate::deadletter::DeadLetters;
@@ -75,6 +76,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             routes: routes.clone(),
             dead_letters: dead_letters.clone(),
             limits: settings.consumer.clone(),
+            budget: Budget::new(settings.consumer.max_in_flight_bytes),
             mode: Mode::Main,
             status: status.clone(),
         },
@@ -90,6 +92,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 routes,
                 dead_letters,
                 limits: settings.consumer.clone(),
+                budget: Budget::new(settings.consumer.max_in_flight_bytes),
                 mode: Mode::Retry,
                 status: status.clone(),
             },

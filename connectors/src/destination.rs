@@ -29,30 +29,43 @@ pub trait Destination: Send + Sync + fmt::Debug {
     /// accepted all of them; the runtime then acknowledges them.
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError>;
 
-    /// Whether batches must come from one source partition each, in position order, one at a
-    /// time per partition, with their [`SourceRange`] (files and loads named by the range they
-    /// hold). Other destinations get batches that mix partitions.
-    fn by_partition(&self) -> bool {
-        false
+    /// How the runtime cuts this destination's batches (see [`Batching`]).
+    fn batching(&self) -> Batching {
+        Batching::Mixed
     }
 
-    /// Delivers a batch whose source range is known (always `Some` for [`by_partition`]
-    /// destinations in the runtime). The default ignores the range.
-    ///
-    /// [`by_partition`]: Destination::by_partition
-    async fn deliver_range(
+    /// Delivers a batch together with where its events came from: for [`Batching::Mixed`]
+    /// destinations `sources` is empty; otherwise the batch is grouped by source, and
+    /// `sources[i]` describes the next `sources[i].events` events of the batch (for
+    /// [`Batching::PerPartition`] there is exactly one). The default ignores the sources.
+    async fn deliver_from(
         &self,
         batch: &[Arc<Event>],
-        source: Option<&SourceRange>,
+        sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
-        let _ = source;
+        let _ = sources;
         self.deliver(batch).await
     }
 }
 
-/// Where a batch came from: positions `first..=last` of one partition of a source log (the
-/// topic). Connectors use it to name what they write, so a redelivered range lands on the same
-/// name instead of beside it.
+/// How the runtime cuts a destination's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batching {
+    /// Batches mix partitions in arrival order; no sources are passed (HTTP APIs).
+    Mixed,
+    /// Batches mix partitions, grouped by partition in the batch (each partition's events in
+    /// position order), with one [`SourceRange`] per partition: loads that record what they
+    /// hold (the warehouses' ledger) without cutting per partition.
+    Sourced,
+    /// Each batch is one source partition's run in position order, at most one in flight per
+    /// partition, with its [`SourceRange`]: output named by the range it holds (the archive's
+    /// objects), so a redelivery after a crash starts where an unfinished batch started.
+    PerPartition,
+}
+
+/// Where events of a batch came from: positions `first..=last` of one partition of a source log
+/// (the topic). Connectors use it to name or record what they write, so a redelivered range
+/// lands on the same name instead of beside it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRange {
     /// The source log's name.
@@ -66,6 +79,9 @@ pub struct SourceRange {
     /// The first event's timestamp in the log (milliseconds since the epoch), for date/hour
     /// prefixes.
     pub timestamp_ms: i64,
+    /// How many of the batch's events (consecutive, after those of the sources before this
+    /// one) came from this range.
+    pub events: usize,
     /// `true` when the batch holds every event of this destination in `first..=last` (the
     /// main flow); `false` for redeliveries of single events picked from that range (retried
     /// events), whose name must not replace a complete range's.
@@ -116,6 +132,9 @@ pub struct ApiLimits {
     pub requests_per_second: Option<f64>,
     /// Default events per second per destination instance.
     pub events_per_second: Option<f64>,
+    /// Batches in flight at once per destination instance, at most (an API that must see
+    /// events in order, or loads that serialise on a lock anyway).
+    pub max_concurrency: Option<usize>,
 }
 
 impl ApiLimits {
@@ -125,6 +144,7 @@ impl ApiLimits {
         max_batch_bytes: None,
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: None,
     };
 }
 

@@ -19,8 +19,8 @@
 //!
 //! # Invariants
 //! This crate knows nothing of Kafka clients or acknowledgements; a batch may carry the
-//! [`SourceRange`] (log, partition, first and last position) it came from, for connectors that
-//! name their output by it. A connector turns a batch
+//! [`SourceRange`]s (log, partition, first and last position) its events came from, for
+//! connectors that name or record their output by them (see [`Batching`]). A connector turns a batch
 //! into requests and classifies failures; batching, retries, backoff, dead-lettering and
 //! acknowledgement are the runtime's job, applied the same way to every connector.
 
@@ -42,7 +42,7 @@ pub mod slack;
 pub mod warehouse;
 pub mod webhook;
 
-pub use destination::{ApiLimits, BatchLimits, BuildContext, Destination, SourceRange};
+pub use destination::{ApiLimits, BatchLimits, Batching, BuildContext, Destination, SourceRange};
 pub use error::{BuildError, DeliveryError, Failure, Others, RejectedEvent};
 pub use event::{DecodeError, Event, EventType};
 pub use registry::{ConnectorKind, Registry, SettingDoc};

@@ -46,6 +46,7 @@ impl ConnectorKind for AmplitudeConnector {
         max_batch_bytes: Some(1_000_000),
         requests_per_second: None,
         events_per_second: Some(1_000.0),
+        max_concurrency: None,
     };
     type Settings = AmplitudeSettings;
 

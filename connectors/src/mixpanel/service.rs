@@ -43,6 +43,7 @@ impl ConnectorKind for MixpanelConnector {
         max_batch_bytes: Some(10_000_000),
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: None,
     };
     type Settings = MixpanelSettings;
 

@@ -1,7 +1,7 @@
 //! `postgres`: Segment's warehouse layout in a PostgreSQL database, one row per event.
 //!
-//! Each batch (one source partition's range, see [`crate::Destination::by_partition`]) is one
-//! transaction under a per-schema advisory lock, loaded with `COPY ... FROM STDIN`; the steps,
+//! Each batch (events of any partitions, with the range each partition contributed, see
+//! [`crate::Batching::Sourced`]) is one transaction under a per-schema advisory lock, loaded with `COPY ... FROM STDIN`; the steps,
 //! the merge by `messageId` and the `courier_ledger` table are
 //! [`crate::warehouse::load`]'s, shared with `redshift`.
 //!

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::config::PostgresSettings;
-use crate::destination::{ApiLimits, BuildContext, Destination, SourceRange};
+use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
 use crate::registry::{ConnectorKind, SettingDoc};
-use crate::warehouse::load::{Staging, Target};
+use crate::warehouse::load::{Catalog, Staging, Target};
 use crate::warehouse::pool::Pool;
 use crate::warehouse::{sanitize, Dialect};
 
@@ -19,6 +19,7 @@ pub struct PostgresConnector {
     customer: String,
     schema: String,
     pool: std::sync::Arc<Pool>,
+    catalog: Catalog,
 }
 
 /// The `url`, `schema` and `pool_size` settings every warehouse connector has.
@@ -53,6 +54,7 @@ impl ConnectorKind for PostgresConnector {
         max_batch_bytes: Some(64 * 1024 * 1024),
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: Some(1),
     };
     type Settings = PostgresSettings;
 
@@ -74,31 +76,33 @@ impl ConnectorKind for PostgresConnector {
             customer: ctx.customer.clone(),
             schema,
             pool: Pool::shared(settings.url, settings.pool_size),
+            catalog: Catalog::default(),
         }))
     }
 }
 
 #[async_trait]
 impl Destination for PostgresConnector {
-    fn by_partition(&self) -> bool {
-        true
+    fn batching(&self) -> Batching {
+        Batching::Sourced
     }
 
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        self.deliver_range(batch, None).await
+        self.deliver_from(batch, &[]).await
     }
 
-    async fn deliver_range(
+    async fn deliver_from(
         &self,
         batch: &[Arc<Event>],
-        source: Option<&SourceRange>,
+        sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
         let target = Target {
             customer: &self.customer,
             schema: &self.schema,
             dialect: Dialect::Postgres,
             staging: Staging::Stdin,
+            catalog: &self.catalog,
         };
-        self.pool.load(&target, batch, source).await
+        self.pool.load(&target, batch, sources).await
     }
 }

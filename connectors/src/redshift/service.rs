@@ -5,14 +5,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::config::RedshiftSettings;
-use crate::destination::{ApiLimits, BuildContext, Destination, SourceRange};
+use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
 use crate::postgres::connection_doc;
 use crate::registry::{ConnectorKind, SettingDoc};
 use crate::s3::Bucket;
 use crate::secret::Secret;
-use crate::warehouse::load::{literal, Staging, Target};
+use crate::warehouse::load::{literal, Catalog, Staging, Target};
 use crate::warehouse::pool::Pool;
 use crate::warehouse::{sanitize, Dialect};
 
@@ -21,6 +21,7 @@ pub struct RedshiftConnector {
     customer: String,
     schema: String,
     pool: std::sync::Arc<Pool>,
+    catalog: Catalog,
     bucket: Bucket,
     /// `IAM_ROLE '...'` or `CREDENTIALS '...'`: secret.
     authorization: Secret,
@@ -44,6 +45,7 @@ impl ConnectorKind for RedshiftConnector {
         max_batch_bytes: Some(256 * 1024 * 1024),
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: Some(1),
     };
     type Settings = RedshiftSettings;
 
@@ -104,6 +106,7 @@ impl ConnectorKind for RedshiftConnector {
             customer: ctx.customer.clone(),
             schema,
             pool: Pool::shared(settings.url, settings.pool_size),
+            catalog: Catalog::default(),
             bucket: Bucket::new(settings.staging),
             authorization: Secret::new(authorization),
         }))
@@ -112,18 +115,18 @@ impl ConnectorKind for RedshiftConnector {
 
 #[async_trait]
 impl Destination for RedshiftConnector {
-    fn by_partition(&self) -> bool {
-        true
+    fn batching(&self) -> Batching {
+        Batching::Sourced
     }
 
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        self.deliver_range(batch, None).await
+        self.deliver_from(batch, &[]).await
     }
 
-    async fn deliver_range(
+    async fn deliver_from(
         &self,
         batch: &[Arc<Event>],
-        source: Option<&SourceRange>,
+        sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
         let target = Target {
             customer: &self.customer,
@@ -133,7 +136,8 @@ impl Destination for RedshiftConnector {
                 bucket: &self.bucket,
                 authorization: self.authorization.expose(),
             },
+            catalog: &self.catalog,
         };
-        self.pool.load(&target, batch, source).await
+        self.pool.load(&target, batch, sources).await
     }
 }

@@ -10,7 +10,7 @@ use flate2::Compression;
 use sha2::{Digest, Sha256};
 
 use super::bucket::{Bucket, S3Location};
-use crate::destination::{ApiLimits, BuildContext, Destination, SourceRange};
+use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
 use crate::registry::{ConnectorKind, SettingDoc};
@@ -37,6 +37,7 @@ impl ConnectorKind for S3Archive {
         max_batch_bytes: Some(512 * 1024 * 1024),
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: None,
     };
     type Settings = S3Location;
 
@@ -206,19 +207,21 @@ fn parse_range(name: &str) -> Option<(i64, i64)> {
 
 #[async_trait]
 impl Destination for S3Archive {
-    fn by_partition(&self) -> bool {
-        true
+    fn batching(&self) -> Batching {
+        Batching::PerPartition
     }
 
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        self.deliver_range(batch, None).await
+        self.deliver_from(batch, &[]).await
     }
 
-    async fn deliver_range(
+    async fn deliver_from(
         &self,
         batch: &[Arc<Event>],
-        source: Option<&SourceRange>,
+        sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
+        // Per-partition batching: one source range, or none outside the runtime.
+        let source = sources.first();
         if batch.is_empty() {
             return Ok(());
         }
@@ -295,6 +298,7 @@ mod tests {
             first: 17,
             last: 42,
             timestamp_ms: 1_764_417_600_000, // 2025-11-29T12:00:00Z
+            events: 1,
             complete: true,
         };
         assert_eq!(

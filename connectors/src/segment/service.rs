@@ -41,6 +41,7 @@ impl ConnectorKind for SegmentConnector {
         max_batch_bytes: Some(480_000),
         requests_per_second: None,
         events_per_second: None,
+        max_concurrency: None,
     };
     type Settings = SegmentSettings;
 

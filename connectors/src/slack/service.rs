@@ -50,6 +50,7 @@ impl ConnectorKind for SlackConnector {
         max_batch_bytes: None,
         requests_per_second: Some(1.0),
         events_per_second: None,
+        max_concurrency: Some(1),
     };
     type Settings = SlackSettings;
 

@@ -5,24 +5,31 @@
 //! 1. create the schema, the ledger and the tables the batch needs; add new columns (types are
 //!    inferred and never changed; a misfitting value goes to `<column>_text`, see
 //!    [`super::plan`]);
-//! 2. skip the batch if the ledger already holds its load id (`topic-partition-first-last`
-//!    and a hash of its message ids: the same events from the same range);
+//! 2. skip the batch if the ledger already holds its load id (a hash of its message ids: the
+//!    same events, however the batch was cut);
 //! 3. per table: stage the rows as CSV in a temporary table — `COPY ... FROM STDIN` on
 //!    PostgreSQL, or gzip CSV files plus a manifest written to S3 and `COPY ... FROM 's3://...'
 //!    MANIFEST` on Redshift — then `DELETE` the table's rows with the staged ids and `INSERT` the
 //!    staged rows keeping one per id (the latest `received_at`); `users` instead merges: the
 //!    identifies of one user are folded in delivery order, staged non-NULL traits update the
 //!    existing row and new ids are inserted;
-//! 4. record one ledger row per table (customer, table, topic, partition, first and last
-//!    offset, file keys), commit. Only then are the events acknowledged.
+//! 4. record one ledger row per table and source range (customer, table, topic, partition,
+//!    first and last offset, file keys, rows from that range), commit. Only then are the events
+//!    acknowledged.
+//!
+//! The schema's catalog (which tables exist, with which columns and types) is cached per
+//! destination between loads ([`Catalog`]): a load reads the catalog only for tables it has
+//! not seen, and the cache is updated after a commit and forgotten after any failure. Another
+//! worker's concurrent DDL then shows as a failed statement (a duplicate or missing column or
+//! table), which is retried with a fresh catalog.
 //!
 //! Identifiers are sanitised and quoted; values travel only in load files and bound parameters.
 //! Any failure drops the transaction, which rolls everything back, staged files included in
 //! effect (they are only named by the ledger after a commit).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -35,7 +42,7 @@ use crate::error::DeliveryError;
 use crate::event::Event;
 use crate::s3::Bucket;
 use crate::warehouse::csv::write_rows;
-use crate::warehouse::plan::{by_table, merge_by_id, plan};
+use crate::warehouse::plan::{merge_by_id, plan};
 use crate::warehouse::rows::{rows, ColumnType, Dialect, Row};
 use crate::warehouse::{quote, sanitize};
 
@@ -62,6 +69,34 @@ pub(crate) enum Staging<'a> {
     },
 }
 
+/// Columns and their types, by table.
+type Tables = HashMap<String, HashMap<String, ColumnType>>;
+
+/// What loads learned of one schema's tables, kept between loads of one destination. `None`
+/// until a load committed (the schema and ledger may not exist yet).
+#[derive(Debug, Default)]
+pub(crate) struct Catalog {
+    tables: Mutex<Option<Tables>>,
+}
+
+impl Catalog {
+    fn snapshot(&self) -> Option<Tables> {
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn store(&self, tables: Tables) {
+        *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = Some(tables);
+    }
+
+    /// Forgets everything: the next load reads the catalog again.
+    pub(crate) fn forget(&self) {
+        *self.tables.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
 /// Where and how a batch loads.
 #[derive(Debug)]
 pub(crate) struct Target<'a> {
@@ -73,6 +108,8 @@ pub(crate) struct Target<'a> {
     pub dialect: Dialect,
     /// How rows are staged.
     pub staging: Staging<'a>,
+    /// The schema's cached catalog.
+    pub catalog: &'a Catalog,
 }
 
 /// What a load did.
@@ -99,9 +136,9 @@ impl From<tokio_postgres::Error> for LoadError {
     }
 }
 
-/// The load id of a batch: its source range and a hash of its message ids, so only the same
-/// events from the same range are skipped as already loaded.
-pub(crate) fn load_id(batch: &[Arc<Event>], source: Option<&SourceRange>) -> String {
+/// The load id of a batch: a hash of its message ids, so only the same events are skipped as
+/// already loaded.
+pub(crate) fn load_id(batch: &[Arc<Event>]) -> String {
     let mut ids: Vec<&str> = batch.iter().map(|e| e.message_id()).collect();
     ids.sort_unstable();
     let mut hash = Sha256::new();
@@ -109,11 +146,36 @@ pub(crate) fn load_id(batch: &[Arc<Event>], source: Option<&SourceRange>) -> Str
         hash.update(id.as_bytes());
         hash.update([0]);
     }
-    let hash = hex::encode(&hash.finalize()[..12]);
-    match source {
-        Some(range) => format!("{}-{hash}", range.name()),
-        None => format!("batch-{hash}"),
+    format!("load-{}", hex::encode(&hash.finalize()[..16]))
+}
+
+/// The batch's rows by table, and per table how many rows each source contributed (the batch
+/// is grouped by source, see [`crate::Batching::Sourced`]; without sources, one unnamed source).
+fn tables_of(
+    batch: &[Arc<Event>],
+    sources: &[SourceRange],
+    received_at_ms: i64,
+    dialect: Dialect,
+) -> (BTreeMap<String, Vec<Row>>, BTreeMap<String, Vec<usize>>) {
+    let spans: Vec<usize> = if sources.is_empty() {
+        vec![batch.len()]
+    } else {
+        sources.iter().map(|s| s.events).collect()
+    };
+    let mut tables: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    let mut counts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut events = batch.iter();
+    for (i, span) in spans.iter().enumerate() {
+        for event in events.by_ref().take(*span) {
+            for row in rows(event, received_at_ms, dialect) {
+                counts
+                    .entry(row.table.clone())
+                    .or_insert_with(|| vec![0; spans.len()])[i] += 1;
+                tables.entry(row.table.clone()).or_default().push(row);
+            }
+        }
     }
+    (tables, counts)
 }
 
 fn column_type(data_type: &str) -> ColumnType {
@@ -137,13 +199,14 @@ pub(crate) async fn load(
     client: &mut Client,
     target: &Target<'_>,
     batch: &[Arc<Event>],
-    source: Option<&SourceRange>,
+    sources: &[SourceRange],
     received_at_ms: i64,
 ) -> Result<Loaded, LoadError> {
     let dialect = target.dialect;
     let s = quote(target.schema);
     let ledger = format!("{s}.{}", quote(LEDGER));
-    let id = load_id(batch, source);
+    let id = load_id(batch);
+    let cached = target.catalog.snapshot();
     let tx = client.transaction().await?;
     if dialect == Dialect::Postgres {
         tx.execute(
@@ -152,11 +215,14 @@ pub(crate) async fn load(
         )
         .await?;
     }
-    tx.batch_execute(&format!(
-        "CREATE SCHEMA IF NOT EXISTS {s};
-         CREATE TABLE IF NOT EXISTS {ledger} (load_id varchar(256) NOT NULL, table_name varchar(256) NOT NULL, customer varchar(256) NOT NULL, topic varchar(256), \"partition\" integer, first_offset bigint, last_offset bigint, files varchar(65535), events integer NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now());"
-    ))
-    .await?;
+    if cached.is_none() {
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {ledger} (load_id varchar(256) NOT NULL, table_name varchar(256) NOT NULL, customer varchar(256) NOT NULL, topic varchar(256), \"partition\" integer, first_offset bigint, last_offset bigint, files varchar(65535), events integer NOT NULL, loaded_at timestamptz NOT NULL DEFAULT now());"
+        ))
+        .await?;
+    }
+    let mut catalog = cached.unwrap_or_default();
     if dialect == Dialect::Redshift {
         tx.batch_execute(&format!("LOCK {ledger}")).await?;
     }
@@ -170,37 +236,43 @@ pub(crate) async fn load(
         tx.commit().await?;
         return Ok(Loaded::Skipped);
     }
-    let tables = by_table(batch.iter().flat_map(|e| rows(e, received_at_ms, dialect)));
+    let (tables, counts) = tables_of(batch, sources, received_at_ms, dialect);
     let mut loaded = 0;
     let mut ledger_rows = Vec::with_capacity(tables.len());
     for (n, (table, table_rows)) in tables.into_iter().enumerate() {
         let t = format!("{s}.{}", quote(&table));
-        tx.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {t} (\"id\" {} NOT NULL, \"received_at\" timestamptz)",
-                ColumnType::Text.sql(dialect)
-            ),
-            &[],
-        )
-        .await?;
-        let existing: HashMap<String, ColumnType> = tx
-            .query(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = $1 AND table_name = $2",
-                &[&target.schema, &table],
+        if !catalog.contains_key(&table) {
+            tx.execute(
+                &format!(
+                    "CREATE TABLE IF NOT EXISTS {t} (\"id\" {} NOT NULL, \"received_at\" timestamptz)",
+                    ColumnType::Text.sql(dialect)
+                ),
+                &[],
             )
-            .await?
-            .iter()
-            .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
-            .collect();
+            .await?;
+            let columns = tx
+                .query(
+                    "SELECT column_name::text, data_type::text FROM information_schema.columns \
+                     WHERE table_schema = $1 AND table_name = $2",
+                    &[&target.schema, &table],
+                )
+                .await?
+                .iter()
+                .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
+                .collect();
+            catalog.insert(table.clone(), columns);
+        }
+        let existing = catalog.entry(table.clone()).or_default();
         let table_rows = if table == USERS {
             merge_by_id(table_rows)
         } else {
             table_rows
         };
-        let p = plan(&table, table_rows, &existing, dialect);
+        let p = plan(&table, table_rows, existing, dialect);
         for (column, ty) in &p.new_columns {
-            // The catalog was read under the lock, so the column is new.
+            // The catalog was read under the lock (or cached, and then a concurrent change
+            // fails this statement and the retry reads it again), so the column is new.
+            existing.insert(column.clone(), *ty);
             tx.execute(
                 &format!(
                     "ALTER TABLE {t} ADD COLUMN {} {}",
@@ -265,28 +337,76 @@ pub(crate) async fn load(
         if dialect == Dialect::Redshift {
             tx.execute(&format!("DROP TABLE {stage}"), &[]).await?;
         }
-        let events = i32::try_from(p.rows.len()).unwrap_or(i32::MAX);
-        ledger_rows.push((table, files.join(","), events));
+        let files = files.join(",");
+        for (i, rows) in counts[&table].iter().enumerate() {
+            if *rows > 0 {
+                let source = sources.get(i);
+                ledger_rows.push(LedgerRow {
+                    table: table.clone(),
+                    topic: source.map(|r| r.topic.to_string()),
+                    partition: source.map(|r| r.partition),
+                    first: source.map(|r| r.first),
+                    last: source.map(|r| r.last),
+                    files: files.clone(),
+                    events: i32::try_from(*rows).unwrap_or(i32::MAX),
+                });
+            }
+        }
     }
-    for (table, files, events) in ledger_rows {
+    record(&tx, &ledger, &id, target.customer, &ledger_rows).await?;
+    tx.commit().await?;
+    target.catalog.store(catalog);
+    Ok(Loaded::Rows(loaded))
+}
+
+/// Ledger rows per statement (nine parameters each, well under the protocol's 65,535).
+const LEDGER_ROWS_PER_INSERT: usize = 500;
+
+/// One ledger row: what one source range put into one table in this load.
+struct LedgerRow {
+    table: String,
+    topic: Option<String>,
+    partition: Option<i32>,
+    first: Option<i64>,
+    last: Option<i64>,
+    files: String,
+    events: i32,
+}
+
+/// Inserts the ledger rows of load `id`, many per statement.
+async fn record(
+    tx: &Transaction<'_>,
+    ledger: &str,
+    id: &str,
+    customer: &str,
+    rows: &[LedgerRow],
+) -> Result<(), tokio_postgres::Error> {
+    type Param<'a> = &'a (dyn tokio_postgres::types::ToSql + Sync);
+    for chunk in rows.chunks(LEDGER_ROWS_PER_INSERT) {
+        let mut values = Vec::with_capacity(chunk.len());
+        let mut params: Vec<Param<'_>> = Vec::with_capacity(chunk.len() * 9);
+        for (i, row) in chunk.iter().enumerate() {
+            let placeholders: Vec<String> = (1..=9).map(|k| format!("${}", i * 9 + k)).collect();
+            values.push(format!("({})", placeholders.join(", ")));
+            params.extend([
+                &id as Param<'_>,
+                &row.table,
+                &customer,
+                &row.topic,
+                &row.partition,
+                &row.first,
+                &row.last,
+                &row.files,
+                &row.events,
+            ]);
+        }
         tx.execute(
-            &format!("INSERT INTO {ledger} (load_id, table_name, customer, topic, \"partition\", first_offset, last_offset, files, events) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"),
-            &[
-                &id,
-                &table,
-                &target.customer,
-                &source.map(|r| r.topic.to_string()),
-                &source.map(|r| r.partition),
-                &source.map(|r| r.first),
-                &source.map(|r| r.last),
-                &files,
-                &events,
-            ],
+            &format!("INSERT INTO {ledger} (load_id, table_name, customer, topic, \"partition\", first_offset, last_offset, files, events) VALUES {}", values.join(", ")),
+            &params,
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(Loaded::Rows(loaded))
+    Ok(())
 }
 
 /// Fills the staging table with `rows`; returns the staged file keys (none for STDIN).

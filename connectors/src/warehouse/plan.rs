@@ -32,15 +32,6 @@ pub fn fits(column: ColumnType, value: ColumnType) -> bool {
         || (column == ColumnType::Double && value == ColumnType::BigInt)
 }
 
-/// Groups `rows` by table.
-pub fn by_table(rows: impl IntoIterator<Item = Row>) -> BTreeMap<String, Vec<Row>> {
-    let mut out: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-    for row in rows {
-        out.entry(row.table.clone()).or_default().push(row);
-    }
-    out
-}
-
 /// One row per `id`, later rows' non-NULL cells over earlier ones (rows in delivery order):
 /// how identifies merge into the `users` table.
 pub fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {

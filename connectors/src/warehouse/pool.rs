@@ -105,7 +105,7 @@ impl Pool {
         &self,
         target: &Target<'_>,
         batch: &[Arc<Event>],
-        source: Option<&SourceRange>,
+        sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
         // Held for the whole load: at most `size` connections are open at once.
         let _permit = self
@@ -118,7 +118,7 @@ impl Pool {
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_millis() as i64;
-        match load(&mut client, target, batch, source, now).await {
+        match load(&mut client, target, batch, sources, now).await {
             Ok(loaded) => {
                 if loaded == Loaded::Skipped {
                     tracing::info!(schema = %target.schema, events = batch.len(), "batch already loaded; skipped");
@@ -126,15 +126,22 @@ impl Pool {
                 self.give_back(client);
                 Ok(())
             }
-            // The transaction rolled back; the connection may be broken, so it is not reused.
-            Err(LoadError::Sql(err)) => Err(classify(&err)),
-            Err(LoadError::Stage(err)) => Err(err),
+            // The transaction rolled back; the connection may be broken, so it is not reused,
+            // and the cached catalog may be what failed it (another worker's DDL).
+            Err(err) => {
+                target.catalog.forget();
+                match err {
+                    LoadError::Sql(err) => Err(classify(&err)),
+                    LoadError::Stage(err) => Err(err),
+                }
+            }
         }
     }
 }
 
 /// Connection trouble, restarts, serialisation failures, resource limits and concurrent DDL
-/// races (two workers creating the same schema or table: the loser's retry finds it) pass;
+/// races (two workers creating the same schema, table or column: the loser's retry finds it;
+/// a table or column missing that the cached catalog held: the retry reads it again) pass;
 /// anything else is a problem with the batch itself.
 pub(crate) fn classify(err: &tokio_postgres::Error) -> DeliveryError {
     let message = format!("warehouse: {err}");
@@ -145,6 +152,9 @@ pub(crate) fn classify(err: &tokio_postgres::Error) -> DeliveryError {
     let race = [
         SqlState::DUPLICATE_TABLE,
         SqlState::DUPLICATE_SCHEMA,
+        SqlState::DUPLICATE_COLUMN,
+        SqlState::UNDEFINED_TABLE,
+        SqlState::UNDEFINED_COLUMN,
         SqlState::UNIQUE_VIOLATION,
     ]
     .contains(code);

@@ -193,16 +193,17 @@ impl Builder {
     }
 }
 
-fn fields(object: &Map<String, Json>, key: &str) -> Map<String, Json> {
-    match object.get(key) {
-        Some(Json::Object(m)) => m.clone(),
+/// Takes the object at `key` out of the event (it is flattened once, so no copy is needed).
+fn fields(object: &mut Map<String, Json>, key: &str) -> Map<String, Json> {
+    match object.remove(key) {
+        Some(Json::Object(m)) => m,
         _ => Map::new(),
     }
 }
 
 /// The rows `event` becomes, received at `received_at` (unix milliseconds).
 pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
-    let object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
+    let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
         Ok(Json::Object(map)) => map,
         _ => Map::new(),
     };
@@ -234,11 +235,11 @@ pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
             let mut own = standard;
             own.insert("event".into(), text(Some(&table)));
             own.insert("event_text".into(), text(Some(name)));
-            b.flatten(&mut own, "", &fields(&object, "properties"));
+            b.flatten(&mut own, "", &fields(&mut object, "properties"));
             vec![row("tracks", tracks), row(&table, own)]
         }
         EventType::Identify => {
-            let traits = fields(&object, "traits");
+            let traits = fields(&mut object, "traits");
             let mut identifies = standard;
             b.flatten(&mut identifies, "", &traits);
             let mut rows = vec![row("identifies", identifies)];
@@ -265,7 +266,7 @@ pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
             };
             let mut columns = standard;
             columns.insert("name".into(), text(event.name()));
-            b.flatten(&mut columns, "", &fields(&object, "properties"));
+            b.flatten(&mut columns, "", &fields(&mut object, "properties"));
             vec![row(table, columns)]
         }
         EventType::Group => {
@@ -275,7 +276,7 @@ pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
                 other => other.to_string(),
             });
             columns.insert("group_id".into(), text(group.as_deref()));
-            b.flatten(&mut columns, "", &fields(&object, "traits"));
+            b.flatten(&mut columns, "", &fields(&mut object, "traits"));
             vec![row("groups", columns)]
         }
         EventType::Alias => {
