@@ -185,6 +185,27 @@ async fn fifty_thousand_events_load_into_postgres_and_the_redshift_front() {
             )
             .await;
             assert!(ledger > 0, "{schema}: loads are in the ledger");
+            // Loads mix partitions and record what each partition's range put in each table:
+            // with no redelivery here, the ledger accounts for every tracks row exactly once.
+            let ledgered = count(
+                &db,
+                &format!("SELECT coalesce(sum(events), 0)::bigint FROM {schema}.courier_ledger WHERE table_name = 'tracks'"),
+            )
+            .await;
+            let tracks = count(&db, &format!("SELECT count(*) FROM {schema}.tracks")).await;
+            assert_eq!(
+                ledgered, tracks,
+                "{schema}: ledger rows account for each tracks row"
+            );
+            let partitions = count(
+                &db,
+                &format!("SELECT count(DISTINCT \"partition\") FROM {schema}.courier_ledger"),
+            )
+            .await;
+            assert!(
+                partitions > 1,
+                "{schema}: the ledger names each partition's range"
+            );
         }
     }
     for dialect in ["pg", "rs"] {

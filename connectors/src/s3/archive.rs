@@ -1,7 +1,9 @@
 //! The `s3` archive connector (see the module above).
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -17,6 +19,17 @@ use crate::registry::{ConnectorKind, SettingDoc};
 
 const SUFFIX: &str = ".ndjson.gz";
 
+/// How long one listing of a directory serves the first batches of other partitions. At start
+/// (or after a rebalance) every partition's first batch needs the objects already there; one
+/// listing per directory instead of one per partition. Objects a partition's previous owner
+/// wrote after the listing can only be missed if the partition changed hands within this
+/// window, and then an earlier cut stays beside the new one (duplicates, never loss), as
+/// with a write that outlives its owner's drain timeout.
+const LISTING_REUSE: Duration = Duration::from_secs(2);
+
+/// A directory's keys as listed at a moment.
+type Listing = (Instant, Arc<Vec<String>>);
+
 /// A built `s3` archive destination.
 #[derive(Debug)]
 pub struct S3Archive {
@@ -24,7 +37,9 @@ pub struct S3Archive {
     /// The last position this instance archived per source partition: a batch that starts
     /// after it continues this instance's own objects and cannot cover any of them, so the
     /// listing for covered objects is skipped.
-    written: std::sync::Mutex<std::collections::HashMap<(Arc<str>, i32), i64>>,
+    written: Mutex<HashMap<(Arc<str>, i32), i64>>,
+    /// Recent listings by directory, for first batches (see [`LISTING_REUSE`]).
+    listings: Mutex<HashMap<String, Listing>>,
 }
 
 impl ConnectorKind for S3Archive {
@@ -50,6 +65,7 @@ impl ConnectorKind for S3Archive {
         Ok(Arc::new(S3Archive {
             bucket: Bucket::new(settings),
             written: Default::default(),
+            listings: Default::default(),
         }))
     }
 }
@@ -173,16 +189,29 @@ impl S3Archive {
 
     /// Deletes the other complete objects of the range's partition (in the same hour's
     /// directory) whose ranges lie within this one: earlier, shorter cuts of a redelivered
-    /// range. Objects that reach past it are kept, so nothing is ever lost.
-    async fn remove_covered(&self, key: &str, range: &SourceRange) -> Result<(), DeliveryError> {
+    /// range. Objects that reach past it are kept, so nothing is ever lost. `first_batch`: the
+    /// partition's first batch here, which may use a recent listing of the directory; a
+    /// redelivery within this instance lists afresh.
+    async fn remove_covered(
+        &self,
+        key: &str,
+        range: &SourceRange,
+        first_batch: bool,
+    ) -> Result<(), DeliveryError> {
         let Some(dir_end) = key.rfind('/') else {
             return Ok(());
         };
-        let partition = format!("{}/{}-{}-", &key[..dir_end], range.topic, range.partition);
-        // Keys sort by first position, so listing starts at this range's first.
+        let dir = &key[..=dir_end];
+        let keys = self.listing(dir, first_batch).await?;
+        let partition = format!("{dir}{}-{}-", range.topic, range.partition);
+        // Keys sort by first position, so the search starts at this range's first.
         let start = format!("{partition}{:020}", range.first);
-        for other in self.bucket.list_after(&partition, Some(&start)).await? {
-            let Some((first, last)) = parse_range(&other[partition.len()..]) else {
+        let from = keys.partition_point(|k| k.as_str() < start.as_str());
+        for other in &keys[from..] {
+            let Some(name) = other.strip_prefix(&partition) else {
+                break;
+            };
+            let Some((first, last)) = parse_range(name) else {
                 continue;
             };
             if first > range.last {
@@ -190,10 +219,31 @@ impl S3Archive {
             }
             if other != key && first >= range.first && last <= range.last {
                 tracing::info!(replaced = %other, by = %key, "archive range rewritten; removing the earlier object");
-                self.bucket.delete(&other).await?;
+                self.bucket.delete(other).await?;
             }
         }
         Ok(())
+    }
+
+    /// The keys directly in `dir`, in key order: a listing younger than [`LISTING_REUSE`]
+    /// when `reuse`, else a new one.
+    async fn listing(&self, dir: &str, reuse: bool) -> Result<Arc<Vec<String>>, DeliveryError> {
+        if reuse {
+            let listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, keys)) = listings.get(dir) {
+                if at.elapsed() < LISTING_REUSE {
+                    return Ok(keys.clone());
+                }
+            }
+        }
+        let at = Instant::now();
+        let mut keys = self.bucket.list_in_directory(dir).await?;
+        keys.sort_unstable();
+        let keys = Arc::new(keys);
+        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        listings.retain(|_, (taken, _)| taken.elapsed() < LISTING_REUSE);
+        listings.insert(dir.to_owned(), (at, keys.clone()));
+        Ok(keys)
     }
 }
 
@@ -237,7 +287,7 @@ impl Destination for S3Archive {
                 .get(&lane)
                 .copied();
             if last.is_none_or(|last| range.first <= last) {
-                self.remove_covered(&key, range).await?;
+                self.remove_covered(&key, range, last.is_none()).await?;
             }
             let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
             let entry = written.entry(lane).or_insert(range.last);
@@ -280,6 +330,7 @@ mod tests {
     fn keys_follow_prefix_date_hour_and_range() {
         let archive = S3Archive {
             written: Default::default(),
+            listings: Default::default(),
             bucket: Bucket::new(S3Location {
                 bucket: "b".into(),
                 prefix: "/raw/".into(),

@@ -273,14 +273,20 @@ impl Bucket {
 
     /// The keys that start with `prefix`, in key order.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>, DeliveryError> {
-        self.list_after(prefix, None).await
+        self.list_keys(prefix, None).await
     }
 
-    /// The keys that start with `prefix` and sort after `start_after`, in key order.
-    pub async fn list_after(
+    /// The keys that start with `prefix` and have no `/` after it, in key order: one
+    /// "directory" only, which servers that keep objects as files (and index-backed ones
+    /// alike) answer without walking the rest of the bucket.
+    pub async fn list_in_directory(&self, prefix: &str) -> Result<Vec<String>, DeliveryError> {
+        self.list_keys(prefix, Some("/")).await
+    }
+
+    async fn list_keys(
         &self,
         prefix: &str,
-        start_after: Option<&str>,
+        delimiter: Option<&str>,
     ) -> Result<Vec<String>, DeliveryError> {
         let client = self.client().await;
         let mut keys = Vec::new();
@@ -290,7 +296,7 @@ impl Bucket {
                 .list_objects_v2()
                 .bucket(&self.location.bucket)
                 .prefix(prefix)
-                .set_start_after(start_after.map(str::to_owned))
+                .set_delimiter(delimiter.map(str::to_owned))
                 .set_continuation_token(token)
                 .send()
                 .await
