@@ -31,7 +31,11 @@ WORKLOADS = {
     "w2": "raw archive to S3 (gzip NDJSON)",
     "w3": "webhook batches to a counting receiver",
     "w4": "warehouse load into PostgreSQL",
+    "mix": "all four destinations per customer (memory)",
 }
+
+# The workloads a single destination kind stands for; `mix` gives each customer all four.
+MIX = ["w1", "w2", "w3", "w4"]
 
 
 def log(*args):
@@ -87,7 +91,8 @@ class Stack:
 
 
 def write_config(stack, group, workload, directory):
-    """A worker configuration with 100 customers, each with the workload's destination."""
+    """A worker configuration with 100 customers, each with the workload's destination (`mix`:
+    all four)."""
     directory.mkdir(parents=True, exist_ok=True)
     customers = directory / "customers"
     customers.mkdir(exist_ok=True)
@@ -96,17 +101,23 @@ def write_config(stack, group, workload, directory):
         "w2": "delivery = { batch_max_events = 10000, batch_max_bytes = 16777216, batch_max_age_ms = 1000 }",
         "w3": "delivery = { batch_max_events = 500, batch_max_age_ms = 200 }",
         "w4": "delivery = { batch_max_events = 10000, batch_max_bytes = 16777216, batch_max_age_ms = 1000 }",
-    }[workload]
+    }
+    schema_base = group.replace("-", "_")
     for k in range(100):
         settings = {
             "w1": 'kind = "blackhole"\n',
-            "w2": f'kind = "s3"\n[destinations.d.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\n'
+            "w2": f'kind = "s3"\n[destinations.{{name}}.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\n'
                   f'endpoint = "{S3}"\npath_style = true\naccess_key_id = "courier-local"\nsecret_access_key = "courier-local-secret"\n',
-            "w3": f'kind = "webhook"\n[destinations.d.settings]\nurl = "http://{COUNTER}/c{k:03}"\n',
-            "w4": f'kind = "postgres"\n[destinations.d.settings]\nurl = "{PG}"\nschema = "{group.replace("-", "_")}_c{k:03}"\n',
-        }[workload]
+            "w3": f'kind = "webhook"\n[destinations.{{name}}.settings]\nurl = "http://{COUNTER}/c{k:03}"\n',
+            "w4": f'kind = "postgres"\n[destinations.{{name}}.settings]\nurl = "{PG}"\nschema = "{schema_base}_c{k:03}"\n',
+        }
+        kinds = MIX if workload == "mix" else [workload]
+        blocks = []
+        for w in kinds:
+            name = w if workload == "mix" else "d"
+            blocks.append(f'[destinations.{name}]\nenabled = true\n{delivery[w]}\n' + settings[w].replace("{name}", name))
         (customers / f"c{k:03}.toml").write_text(
-            f'id = "c{k:03}"\nwrite_keys = ["wk_bench_{k:03}"]\n[destinations.d]\nenabled = true\n{delivery}\n{settings}'
+            f'id = "c{k:03}"\nwrite_keys = ["wk_bench_{k:03}"]\n' + "\n".join(blocks)
         )
     config = directory / "courier.toml"
     config.write_text(f"""customers_dir = "customers"
@@ -189,7 +200,7 @@ def run_subject(stack, subject, workload, rep, backlog, python):
         seconds = time.time() - started
         cpu, rss = usage(proc.pid)
         result = {"events": events, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss}
-        if workload == "w3":
+        if workload in ("w3", "mix"):
             result["p50_ms"], result["p99_ms"] = latency_phase(stack, 10_000_000 * (rep + 1) + backlog["events"])
             result["delivered"] = None
     finally:
@@ -219,7 +230,7 @@ def main():
     p.add_argument("--events", type=int, default=500_000)
     p.add_argument("--partitions", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
-    p.add_argument("--workloads", default="w1,w2,w3,w4")
+    p.add_argument("--workloads", default="w1,w2,w3,w4,mix")
     p.add_argument("--subjects", default="ceiling,python,courier")
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
@@ -252,7 +263,8 @@ def main():
                     backlog["bytes"] = r["bytes"]
                 log(f"ceiling rep {rep}: {r}")
             for w in workloads:
-                for s in [s for s in subjects if s != "ceiling"]:
+                # Only Courier runs `mix` (the memory configuration).
+                for s in [s for s in subjects if s != "ceiling" and (w != "mix" or s == "courier")]:
                     check_log_start(probe)
                     r = run_subject(stack, s, w, rep, backlog, args.python)
                     results["runs"].setdefault(f"{s}/{w}", []).append(r)

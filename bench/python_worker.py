@@ -8,7 +8,8 @@ It consumes with the group (subscribe), decodes each event (json), routes it by 
 customer (100 known write keys), and per workload:
 
   w1  acknowledges at once (route only);
-  w2  gzip NDJSON of each partition's batch, one boto3 put_object per batch;
+  w2  gzip NDJSON per customer and partition of each batch (Courier's archive keeps one object
+      per customer, partition and offset range), one boto3 put_object each;
   w3  POSTs each customer's events as JSON arrays of up to 500 with a requests.Session;
   w4  COPYs rows into tracks/identifies/pages of one schema with psycopg (standard columns
       plus the properties or traits as jsonb), one transaction per batch.
@@ -103,10 +104,14 @@ def make_delivery(args):
 
         def archive(batches):
             for partition, items in batches.items():
-                body = gzip.compress(b"\n".join(raw for _, _, _, raw in items) + b"\n", 6)
-                first, last = items[0][1], items[-1][1]
-                key = f"python/{args.topic}-{partition}-{first:020}-{last:020}.ndjson.gz"
-                s3.put_object(Bucket=args.bucket, Key=key, Body=body)
+                per_customer = defaultdict(list)
+                for customer, offset, _, raw in items:
+                    per_customer[customer].append((offset, raw))
+                for customer, lines in per_customer.items():
+                    body = gzip.compress(b"\n".join(raw for _, raw in lines) + b"\n", 1)
+                    first, last = lines[0][0], lines[-1][0]
+                    key = f"python/{customer}/{args.topic}-{partition}-{first:020}-{last:020}.ndjson.gz"
+                    s3.put_object(Bucket=args.bucket, Key=key, Body=body)
 
         return archive
     if args.workload == "w3":

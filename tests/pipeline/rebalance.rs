@@ -24,6 +24,11 @@ async fn late_join_and_sigterm_lose_nothing() {
     )
     .await;
 
+    // Slower still while the late worker joins: on a busy machine the join can take seconds,
+    // and the stream must still be going when it is done.
+    stack
+        .receiver
+        .delay("acme/hook", Duration::from_millis(200));
     let producer = stack.producer();
     let rest = records(&events[6_000..]);
     let producing = tokio::spawn(async move { produce::produce_all(&producer, TOPIC, rest).await });
@@ -34,6 +39,7 @@ async fn late_join_and_sigterm_lose_nothing() {
         || late.log_text().contains("partition started"),
     )
     .await;
+    stack.receiver.delay("acme/hook", Duration::from_millis(50));
 
     let delivered = stack.receiver.message_ids("acme/hook").len();
     assert!(delivered < events.len(), "SIGTERM comes mid-stream");

@@ -43,7 +43,7 @@ use crate::event::Event;
 use crate::s3::Bucket;
 use crate::warehouse::csv::write_rows;
 use crate::warehouse::plan::{merge_by_id, plan};
-use crate::warehouse::rows::{rows, ColumnType, Dialect, Row};
+use crate::warehouse::rows::{ColumnType, Dialect, Row, RowBuilder};
 use crate::warehouse::{quote, sanitize};
 
 /// The table identifies merge into instead of replacing rows.
@@ -70,7 +70,7 @@ pub(crate) enum Staging<'a> {
 }
 
 /// Columns and their types, by table.
-type Tables = HashMap<String, HashMap<String, ColumnType>>;
+type Tables = HashMap<String, foldhash::HashMap<String, ColumnType>>;
 
 /// What loads learned of one schema's tables, kept between loads of one destination. `None`
 /// until a load committed (the schema and ledger may not exist yet).
@@ -164,10 +164,11 @@ fn tables_of(
     };
     let mut tables: BTreeMap<String, Vec<Row>> = BTreeMap::new();
     let mut counts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let builder = RowBuilder::new(received_at_ms, dialect);
     let mut events = batch.iter();
     for (i, span) in spans.iter().enumerate() {
         for event in events.by_ref().take(*span) {
-            for row in rows(event, received_at_ms, dialect) {
+            for row in builder.rows(event) {
                 counts
                     .entry(row.table.clone())
                     .or_insert_with(|| vec![0; spans.len()])[i] += 1;

@@ -30,4 +30,4 @@ pub mod rows;
 
 pub use identifier::{quote, sanitize};
 pub use load::LEDGER;
-pub use rows::{rows, ColumnType, Dialect, Row, Value};
+pub use rows::{rows, ColumnType, Dialect, Row, RowBuilder, Value};

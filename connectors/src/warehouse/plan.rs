@@ -8,6 +8,7 @@
 //! NULL into anything.
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 
 use super::identifier::sanitize;
 use super::rows::{ColumnType, Dialect, Row};
@@ -55,36 +56,50 @@ pub fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {
 }
 
 /// Plans loading `rows` (all of one table) into a table whose columns are `existing`.
-pub fn plan(
+pub fn plan<S: BuildHasher>(
     table: &str,
     rows: Vec<Row>,
-    existing: &HashMap<String, ColumnType>,
+    existing: &HashMap<String, ColumnType, S>,
     dialect: Dialect,
 ) -> TablePlan {
-    let mut columns: BTreeMap<String, ColumnType> = BTreeMap::new();
-    let mut new_columns = BTreeMap::new();
+    // Columns of this batch by name (first type seen wins), looked up for every cell.
+    let mut seen: foldhash::HashMap<String, ColumnType> = foldhash::HashMap::default();
     let mut planned = Vec::with_capacity(rows.len());
+    // Cells of the current row that move to another column: (from, to).
+    let mut moves: Vec<(String, String)> = Vec::new();
     for mut row in rows {
-        let cells = std::mem::take(&mut row.columns);
-        for (name, value) in cells {
-            let known = |n: &str| existing.get(n).or_else(|| columns.get(n)).copied();
-            let (name, column_type) = match known(&name) {
-                None => (name, value.column_type),
-                Some(t) if value.text.is_none() || fits(t, value.column_type) => (name, t),
+        for (name, value) in &row.columns {
+            let known = |n: &str| existing.get(n).or_else(|| seen.get(n)).copied();
+            let (column, column_type) = match known(name) {
+                None => (None, value.column_type),
+                Some(t) if value.text.is_none() || fits(t, value.column_type) => (None, t),
                 Some(_) => {
                     let text_name = sanitize(&format!("{name}_text"), dialect.max_identifier());
                     let t = known(&text_name).unwrap_or(ColumnType::Text);
-                    (text_name, t)
+                    (Some(text_name), t)
                 }
             };
-            if !existing.contains_key(&name) {
-                new_columns.entry(name.clone()).or_insert(column_type);
+            let target = column.as_deref().unwrap_or(name);
+            if !seen.contains_key(target) {
+                seen.insert(target.to_owned(), column_type);
             }
-            columns.entry(name.clone()).or_insert(column_type);
-            row.columns.insert(name, value);
+            if let Some(to) = column {
+                moves.push((name.clone(), to));
+            }
+        }
+        for (from, to) in moves.drain(..) {
+            if let Some(value) = row.columns.remove(&from) {
+                row.columns.insert(to, value);
+            }
         }
         planned.push(row);
     }
+    let columns: BTreeMap<String, ColumnType> = seen.into_iter().collect();
+    let new_columns = columns
+        .iter()
+        .filter(|(name, _)| !existing.contains_key(name.as_str()))
+        .map(|(name, t)| (name.clone(), *t))
+        .collect();
     TablePlan {
         table: table.to_owned(),
         columns,

@@ -3,6 +3,7 @@
 //! Pure: no I/O, no SQL. Every table and column name here went through
 //! [`sanitize`](super::sanitize); every value is text for a load file (or `None` for NULL).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -112,13 +113,50 @@ fn cell(v: &Json) -> Value {
 }
 
 /// Builds rows, applying the naming rules of one dialect.
-struct Builder {
-    max: usize,
+/// Turns events into rows; one builder serves a whole batch, so each distinct raw name is
+/// sanitised once.
+#[derive(Debug)]
+pub struct RowBuilder {
+    dialect: Dialect,
+    received_at: String,
+    names: RefCell<foldhash::HashMap<String, String>>,
 }
 
-impl Builder {
+impl RowBuilder {
+    /// A builder for rows received at `received_at_ms`, shaped for `dialect`.
+    pub fn new(received_at_ms: i64, dialect: Dialect) -> RowBuilder {
+        RowBuilder {
+            dialect,
+            received_at: DateTime::<Utc>::from_timestamp_millis(received_at_ms)
+                .unwrap_or_default()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            names: RefCell::default(),
+        }
+    }
+
+    /// The rows `event` becomes (see [`rows`]).
+    pub fn rows(&self, event: &Event) -> Vec<Row> {
+        let b = Builder {
+            max: self.dialect.max_identifier(),
+            names: &self.names,
+        };
+        b.rows(event, &self.received_at)
+    }
+}
+
+struct Builder<'a> {
+    max: usize,
+    names: &'a RefCell<foldhash::HashMap<String, String>>,
+}
+
+impl Builder<'_> {
     fn name(&self, raw: &str) -> String {
-        sanitize(raw, self.max)
+        if let Some(name) = self.names.borrow().get(raw) {
+            return name.clone();
+        }
+        let name = sanitize(raw, self.max);
+        self.names.borrow_mut().insert(raw.to_owned(), name.clone());
+        name
     }
 
     /// Adds the fields of `object` (flattened, keys joined with `_` after `prefix`) without
@@ -203,87 +241,88 @@ fn fields(object: &mut Map<String, Json>, key: &str) -> Map<String, Json> {
 
 /// The rows `event` becomes, received at `received_at` (unix milliseconds).
 pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
-    let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
-        Ok(Json::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let received_at = DateTime::<Utc>::from_timestamp_millis(received_at_ms)
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true);
-    let b = Builder {
-        max: dialect.max_identifier(),
-    };
-    let standard = b.standard(event, &object, &received_at);
-    let text = |v: Option<&str>| Value {
-        column_type: ColumnType::Text,
-        text: v.map(str::to_owned),
-    };
-    let row = |table: &str, columns| Row {
-        table: table.to_owned(),
-        columns,
-    };
-    match event.event_type() {
-        EventType::Track => {
-            let name = event.name().unwrap_or_default();
-            let mut table = b.name(name);
-            if STANDARD_TABLES.contains(&table.as_str()) {
-                table = b.name(&format!("{table}_event"));
+    RowBuilder::new(received_at_ms, dialect).rows(event)
+}
+
+impl Builder<'_> {
+    fn rows(&self, event: &Event, received_at: &str) -> Vec<Row> {
+        let b = self;
+        let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
+            Ok(Json::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let standard = b.standard(event, &object, received_at);
+        let text = |v: Option<&str>| Value {
+            column_type: ColumnType::Text,
+            text: v.map(str::to_owned),
+        };
+        let row = |table: &str, columns| Row {
+            table: table.to_owned(),
+            columns,
+        };
+        match event.event_type() {
+            EventType::Track => {
+                let name = event.name().unwrap_or_default();
+                let mut table = b.name(name);
+                if STANDARD_TABLES.contains(&table.as_str()) {
+                    table = b.name(&format!("{table}_event"));
+                }
+                let mut tracks = standard.clone();
+                tracks.insert("event".into(), text(Some(&table)));
+                tracks.insert("event_text".into(), text(Some(name)));
+                let mut own = standard;
+                own.insert("event".into(), text(Some(&table)));
+                own.insert("event_text".into(), text(Some(name)));
+                b.flatten(&mut own, "", &fields(&mut object, "properties"));
+                vec![row("tracks", tracks), row(&table, own)]
             }
-            let mut tracks = standard.clone();
-            tracks.insert("event".into(), text(Some(&table)));
-            tracks.insert("event_text".into(), text(Some(name)));
-            let mut own = standard;
-            own.insert("event".into(), text(Some(&table)));
-            own.insert("event_text".into(), text(Some(name)));
-            b.flatten(&mut own, "", &fields(&mut object, "properties"));
-            vec![row("tracks", tracks), row(&table, own)]
-        }
-        EventType::Identify => {
-            let traits = fields(&mut object, "traits");
-            let mut identifies = standard;
-            b.flatten(&mut identifies, "", &traits);
-            let mut rows = vec![row("identifies", identifies)];
-            if let Some(user) = event_user(&object) {
-                let mut users = BTreeMap::new();
-                users.insert("id".to_owned(), text(Some(&user)));
-                users.insert(
-                    "received_at".to_owned(),
-                    Value {
-                        column_type: ColumnType::Timestamp,
-                        text: Some(received_at.clone()),
-                    },
-                );
-                b.flatten(&mut users, "", &traits);
-                rows.push(row("users", users));
+            EventType::Identify => {
+                let traits = fields(&mut object, "traits");
+                let mut identifies = standard;
+                b.flatten(&mut identifies, "", &traits);
+                let mut rows = vec![row("identifies", identifies)];
+                if let Some(user) = event_user(&object) {
+                    let mut users = BTreeMap::new();
+                    users.insert("id".to_owned(), text(Some(&user)));
+                    users.insert(
+                        "received_at".to_owned(),
+                        Value {
+                            column_type: ColumnType::Timestamp,
+                            text: Some(received_at.to_owned()),
+                        },
+                    );
+                    b.flatten(&mut users, "", &traits);
+                    rows.push(row("users", users));
+                }
+                rows
             }
-            rows
-        }
-        EventType::Page | EventType::Screen => {
-            let table = if event.event_type() == EventType::Page {
-                "pages"
-            } else {
-                "screens"
-            };
-            let mut columns = standard;
-            columns.insert("name".into(), text(event.name()));
-            b.flatten(&mut columns, "", &fields(&mut object, "properties"));
-            vec![row(table, columns)]
-        }
-        EventType::Group => {
-            let mut columns = standard;
-            let group = object.get("groupId").map(|g| match g {
-                Json::String(s) => s.clone(),
-                other => other.to_string(),
-            });
-            columns.insert("group_id".into(), text(group.as_deref()));
-            b.flatten(&mut columns, "", &fields(&mut object, "traits"));
-            vec![row("groups", columns)]
-        }
-        EventType::Alias => {
-            let mut columns = standard;
-            let previous = object.get("previousId").and_then(Json::as_str);
-            columns.insert("previous_id".into(), text(previous));
-            vec![row("aliases", columns)]
+            EventType::Page | EventType::Screen => {
+                let table = if event.event_type() == EventType::Page {
+                    "pages"
+                } else {
+                    "screens"
+                };
+                let mut columns = standard;
+                columns.insert("name".into(), text(event.name()));
+                b.flatten(&mut columns, "", &fields(&mut object, "properties"));
+                vec![row(table, columns)]
+            }
+            EventType::Group => {
+                let mut columns = standard;
+                let group = object.get("groupId").map(|g| match g {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                columns.insert("group_id".into(), text(group.as_deref()));
+                b.flatten(&mut columns, "", &fields(&mut object, "traits"));
+                vec![row("groups", columns)]
+            }
+            EventType::Alias => {
+                let mut columns = standard;
+                let previous = object.get("previousId").and_then(Json::as_str);
+                columns.insert("previous_id".into(), text(previous));
+                vec![row("aliases", columns)]
+            }
         }
     }
 }
