@@ -51,3 +51,37 @@ async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
         "never more than the bound in flight: {max_in_flight}"
     );
 }
+
+/// The worker-wide byte budget: far below the per-partition bound, it alone pauses partitions
+/// (every partition waits its turn for a share), and nothing is lost or stuck.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_byte_budget_bounds_all_partitions_together() {
+    let stack = Stack::start(Spec {
+        env: &[
+            // 16 KiB: about sixteen ~700-byte events in flight across all four partitions.
+            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "16384"),
+            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "16384"),
+            (
+                "COURIER__LOG__LEVEL",
+                "info,librdkafka=warn,courier::partition=debug",
+            ),
+        ],
+        ..Spec::one_hook(4, "delivery = { batch_max_events = 5, concurrency = 2 }")
+    })
+    .await;
+    stack.receiver.delay("acme/hook", Duration::from_millis(10));
+    let events = stack.produce_events("wk_acme", "acme", 0..1_000).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
+    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
+    let log = worker.log_text();
+    let paused: std::collections::HashSet<u64> = log
+        .lines()
+        .filter(|l| l.contains("backpressure") && l.contains("\"paused\":true"))
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["partition"].as_u64())
+        .collect();
+    assert!(
+        paused.len() >= 2,
+        "partitions paused for the shared budget, not their own bound: {paused:?}"
+    );
+}
