@@ -17,7 +17,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = ROOT / "target" / "release"
+# Another build (an older commit, for before/after figures) with COURIER_BENCH_BIN=<dir>.
+BIN = Path(os.environ.get("COURIER_BENCH_BIN", ROOT / "target" / "release"))
 STATE = ROOT / ".devstack" / "bench"
 PG = "postgres://postgres@127.0.0.1:5432/postgres"
 TOPIC = "bench"
@@ -238,9 +239,10 @@ def main():
     workloads = args.workloads.split(",")
     subjects = args.subjects.split(",")
 
-    subprocess.run(["psql", "-q", PG, "-c",
-                    "DO $$ DECLARE s text; BEGIN FOR s IN SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bench\\_%' "
-                    "LOOP EXECUTE format('DROP SCHEMA %I CASCADE', s); END LOOP; END $$"], check=True)
+    # One transaction per schema: a single one would need a lock per table of every run.
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG], check=True, stdout=subprocess.DEVNULL,
+                   input="SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace "
+                         "WHERE nspname LIKE 'bench\\_%' \\gexec\n", text=True)
     stack = Stack(args.partitions)
     try:
         log(f"producing {args.events} events into {args.partitions} partitions")
