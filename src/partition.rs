@@ -28,6 +28,7 @@ use courier_connectors::Event;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -88,8 +89,7 @@ async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &Cancellation
     // Fast path: room in the queue (the common case) needs no waiting machinery.
     let copy = match handle.queue.try_send(copy) {
         Ok(()) => return true,
-        Err(tokio::sync::mpsc::error::TrySendError::Full(copy)) => copy,
-        Err(tokio::sync::mpsc::error::TrySendError::Closed(copy)) => copy,
+        Err(TrySendError::Full(copy) | TrySendError::Closed(copy)) => copy,
     };
     let offset = copy.origin.offset;
     tokio::select! {

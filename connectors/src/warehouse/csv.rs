@@ -16,24 +16,18 @@ pub fn write_rows<'a>(
     // looking every cell up.
     let sorted = columns.is_sorted();
     for row in rows {
-        if sorted {
-            let mut cells = row.columns.iter().peekable();
-            for (i, column) in columns.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
+        let mut cells = row.columns.iter().peekable();
+        for (i, column) in columns.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let value = if sorted {
                 while cells.next_if(|(name, _)| *name < column).is_some() {}
-                if let Some((_, value)) = cells.next_if(|(name, _)| *name == column) {
-                    write_cell(value.text.as_deref(), out);
-                }
-            }
-        } else {
-            for (i, column) in columns.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_cell(row.columns.get(column).and_then(|v| v.text.as_deref()), out);
-            }
+                cells.next_if(|(name, _)| *name == column).map(|(_, v)| v)
+            } else {
+                row.columns.get(column)
+            };
+            write_cell(value.and_then(|v| v.text.as_deref()), out);
         }
         out.push(b'\n');
     }

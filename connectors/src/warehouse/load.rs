@@ -149,34 +149,43 @@ pub(crate) fn load_id(batch: &[Arc<Event>]) -> String {
     format!("load-{}", hex::encode(&hash.finalize()[..16]))
 }
 
-/// The batch's rows by table, and per table how many rows each source contributed (the batch
-/// is grouped by source, see [`crate::Batching::Sourced`]; without sources, one unnamed source).
+/// One table's rows of a batch, and how many of them each source contributed.
+struct TableRows {
+    rows: Vec<Row>,
+    per_source: Vec<usize>,
+}
+
+/// The batch's rows by table (the batch is grouped by source, see
+/// [`crate::Batching::Sourced`]; without sources, one unnamed source).
 fn tables_of(
     batch: &[Arc<Event>],
     sources: &[SourceRange],
     received_at_ms: i64,
     dialect: Dialect,
-) -> (BTreeMap<String, Vec<Row>>, BTreeMap<String, Vec<usize>>) {
+) -> BTreeMap<String, TableRows> {
     let spans: Vec<usize> = if sources.is_empty() {
         vec![batch.len()]
     } else {
         sources.iter().map(|s| s.events).collect()
     };
-    let mut tables: BTreeMap<String, Vec<Row>> = BTreeMap::new();
-    let mut counts: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut tables: BTreeMap<String, TableRows> = BTreeMap::new();
     let builder = RowBuilder::new(received_at_ms, dialect);
     let mut events = batch.iter();
     for (i, span) in spans.iter().enumerate() {
         for event in events.by_ref().take(*span) {
             for row in builder.rows(event) {
-                counts
+                let table = tables
                     .entry(row.table.clone())
-                    .or_insert_with(|| vec![0; spans.len()])[i] += 1;
-                tables.entry(row.table.clone()).or_default().push(row);
+                    .or_insert_with(|| TableRows {
+                        rows: Vec::new(),
+                        per_source: vec![0; spans.len()],
+                    });
+                table.per_source[i] += 1;
+                table.rows.push(row);
             }
         }
     }
-    (tables, counts)
+    tables
 }
 
 fn column_type(data_type: &str) -> ColumnType {
@@ -237,10 +246,20 @@ pub(crate) async fn load(
         tx.commit().await?;
         return Ok(Loaded::Skipped);
     }
-    let (tables, counts) = tables_of(batch, sources, received_at_ms, dialect);
+    let tables = tables_of(batch, sources, received_at_ms, dialect);
     let mut loaded = 0;
     let mut ledger_rows = Vec::with_capacity(tables.len());
-    for (n, (table, table_rows)) in tables.into_iter().enumerate() {
+    for (
+        n,
+        (
+            table,
+            TableRows {
+                rows: table_rows,
+                per_source,
+            },
+        ),
+    ) in tables.into_iter().enumerate()
+    {
         let t = format!("{s}.{}", quote(&table));
         if !catalog.contains_key(&table) {
             tx.execute(
@@ -339,7 +358,7 @@ pub(crate) async fn load(
             tx.execute(&format!("DROP TABLE {stage}"), &[]).await?;
         }
         let files = files.join(",");
-        for (i, rows) in counts[&table].iter().enumerate() {
+        for (i, rows) in per_source.iter().enumerate() {
             if *rows > 0 {
                 let source = sources.get(i);
                 ledger_rows.push(LedgerRow {

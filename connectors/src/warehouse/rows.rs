@@ -112,12 +112,11 @@ fn cell(v: &Json) -> Value {
     Value { column_type, text }
 }
 
-/// Builds rows, applying the naming rules of one dialect.
-/// Turns events into rows; one builder serves a whole batch, so each distinct raw name is
-/// sanitised once.
+/// Turns events into rows, applying the naming rules of one dialect; one builder serves a
+/// whole batch, so each distinct raw name is sanitised once.
 #[derive(Debug)]
 pub struct RowBuilder {
-    dialect: Dialect,
+    max: usize,
     received_at: String,
     names: RefCell<foldhash::HashMap<String, String>>,
 }
@@ -126,7 +125,7 @@ impl RowBuilder {
     /// A builder for rows received at `received_at_ms`, shaped for `dialect`.
     pub fn new(received_at_ms: i64, dialect: Dialect) -> RowBuilder {
         RowBuilder {
-            dialect,
+            max: dialect.max_identifier(),
             received_at: DateTime::<Utc>::from_timestamp_millis(received_at_ms)
                 .unwrap_or_default()
                 .to_rfc3339_opts(SecondsFormat::Millis, true),
@@ -136,20 +135,87 @@ impl RowBuilder {
 
     /// The rows `event` becomes (see [`rows`]).
     pub fn rows(&self, event: &Event) -> Vec<Row> {
-        let b = Builder {
-            max: self.dialect.max_identifier(),
-            names: &self.names,
+        let received_at = self.received_at.as_str();
+        let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
+            Ok(Json::Object(map)) => map,
+            _ => Map::new(),
         };
-        b.rows(event, &self.received_at)
+        let standard = self.standard(event, &object, received_at);
+        let text = |v: Option<&str>| Value {
+            column_type: ColumnType::Text,
+            text: v.map(str::to_owned),
+        };
+        let row = |table: &str, columns| Row {
+            table: table.to_owned(),
+            columns,
+        };
+        match event.event_type() {
+            EventType::Track => {
+                let name = event.name().unwrap_or_default();
+                let mut table = self.name(name);
+                if STANDARD_TABLES.contains(&table.as_str()) {
+                    table = self.name(&format!("{table}_event"));
+                }
+                let mut tracks = standard.clone();
+                tracks.insert("event".into(), text(Some(&table)));
+                tracks.insert("event_text".into(), text(Some(name)));
+                let mut own = standard;
+                own.insert("event".into(), text(Some(&table)));
+                own.insert("event_text".into(), text(Some(name)));
+                self.flatten(&mut own, "", &fields(&mut object, "properties"));
+                vec![row("tracks", tracks), row(&table, own)]
+            }
+            EventType::Identify => {
+                let traits = fields(&mut object, "traits");
+                let mut identifies = standard;
+                self.flatten(&mut identifies, "", &traits);
+                let mut rows = vec![row("identifies", identifies)];
+                if let Some(user) = event_user(&object) {
+                    let mut users = BTreeMap::new();
+                    users.insert("id".to_owned(), text(Some(&user)));
+                    users.insert(
+                        "received_at".to_owned(),
+                        Value {
+                            column_type: ColumnType::Timestamp,
+                            text: Some(received_at.to_owned()),
+                        },
+                    );
+                    self.flatten(&mut users, "", &traits);
+                    rows.push(row("users", users));
+                }
+                rows
+            }
+            EventType::Page | EventType::Screen => {
+                let table = if event.event_type() == EventType::Page {
+                    "pages"
+                } else {
+                    "screens"
+                };
+                let mut columns = standard;
+                columns.insert("name".into(), text(event.name()));
+                self.flatten(&mut columns, "", &fields(&mut object, "properties"));
+                vec![row(table, columns)]
+            }
+            EventType::Group => {
+                let mut columns = standard;
+                let group = object.get("groupId").map(|g| match g {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                });
+                columns.insert("group_id".into(), text(group.as_deref()));
+                self.flatten(&mut columns, "", &fields(&mut object, "traits"));
+                vec![row("groups", columns)]
+            }
+            EventType::Alias => {
+                let mut columns = standard;
+                let previous = object.get("previousId").and_then(Json::as_str);
+                columns.insert("previous_id".into(), text(previous));
+                vec![row("aliases", columns)]
+            }
+        }
     }
-}
 
-struct Builder<'a> {
-    max: usize,
-    names: &'a RefCell<foldhash::HashMap<String, String>>,
-}
-
-impl Builder<'_> {
+    /// `raw` sanitised, from the batch's cache when seen before.
     fn name(&self, raw: &str) -> String {
         if let Some(name) = self.names.borrow().get(raw) {
             return name.clone();
@@ -242,89 +308,6 @@ fn fields(object: &mut Map<String, Json>, key: &str) -> Map<String, Json> {
 /// The rows `event` becomes, received at `received_at` (unix milliseconds).
 pub fn rows(event: &Event, received_at_ms: i64, dialect: Dialect) -> Vec<Row> {
     RowBuilder::new(received_at_ms, dialect).rows(event)
-}
-
-impl Builder<'_> {
-    fn rows(&self, event: &Event, received_at: &str) -> Vec<Row> {
-        let b = self;
-        let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
-            Ok(Json::Object(map)) => map,
-            _ => Map::new(),
-        };
-        let standard = b.standard(event, &object, received_at);
-        let text = |v: Option<&str>| Value {
-            column_type: ColumnType::Text,
-            text: v.map(str::to_owned),
-        };
-        let row = |table: &str, columns| Row {
-            table: table.to_owned(),
-            columns,
-        };
-        match event.event_type() {
-            EventType::Track => {
-                let name = event.name().unwrap_or_default();
-                let mut table = b.name(name);
-                if STANDARD_TABLES.contains(&table.as_str()) {
-                    table = b.name(&format!("{table}_event"));
-                }
-                let mut tracks = standard.clone();
-                tracks.insert("event".into(), text(Some(&table)));
-                tracks.insert("event_text".into(), text(Some(name)));
-                let mut own = standard;
-                own.insert("event".into(), text(Some(&table)));
-                own.insert("event_text".into(), text(Some(name)));
-                b.flatten(&mut own, "", &fields(&mut object, "properties"));
-                vec![row("tracks", tracks), row(&table, own)]
-            }
-            EventType::Identify => {
-                let traits = fields(&mut object, "traits");
-                let mut identifies = standard;
-                b.flatten(&mut identifies, "", &traits);
-                let mut rows = vec![row("identifies", identifies)];
-                if let Some(user) = event_user(&object) {
-                    let mut users = BTreeMap::new();
-                    users.insert("id".to_owned(), text(Some(&user)));
-                    users.insert(
-                        "received_at".to_owned(),
-                        Value {
-                            column_type: ColumnType::Timestamp,
-                            text: Some(received_at.to_owned()),
-                        },
-                    );
-                    b.flatten(&mut users, "", &traits);
-                    rows.push(row("users", users));
-                }
-                rows
-            }
-            EventType::Page | EventType::Screen => {
-                let table = if event.event_type() == EventType::Page {
-                    "pages"
-                } else {
-                    "screens"
-                };
-                let mut columns = standard;
-                columns.insert("name".into(), text(event.name()));
-                b.flatten(&mut columns, "", &fields(&mut object, "properties"));
-                vec![row(table, columns)]
-            }
-            EventType::Group => {
-                let mut columns = standard;
-                let group = object.get("groupId").map(|g| match g {
-                    Json::String(s) => s.clone(),
-                    other => other.to_string(),
-                });
-                columns.insert("group_id".into(), text(group.as_deref()));
-                b.flatten(&mut columns, "", &fields(&mut object, "traits"));
-                vec![row("groups", columns)]
-            }
-            EventType::Alias => {
-                let mut columns = standard;
-                let previous = object.get("previousId").and_then(Json::as_str);
-                columns.insert("previous_id".into(), text(previous));
-                vec![row("aliases", columns)]
-            }
-        }
-    }
 }
 
 fn event_user(object: &Map<String, Json>) -> Option<String> {
