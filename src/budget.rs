@@ -3,64 +3,117 @@
 //!
 //! Per-partition limits alone let memory grow with the number of partitions a worker owns; the
 //! budget bounds it for the worker. A partition task takes a message's share before routing it
-//! and the share travels with the message's acknowledgement ([`crate::ack::MessageAck`]), so it
-//! comes back when the message is done or abandoned. A task that finds the budget spent keeps
-//! the message, pauses its partition and waits for a share; waiters are served in order.
+//! and the share travels with the message's bytes (see [`crate::partition`]), so it comes back
+//! when the last copy, batch or dead letter holding them is dropped: delivered, dead-lettered or
+//! abandoned. A task that finds the budget spent keeps
+//! the message, pauses its partition and waits for a share; every release wakes the waiters,
+//! which try again.
 //!
 //! Invariant: a share is never larger than the whole budget (a message larger than the budget
 //! takes all of it), so every message can eventually go.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 /// Budget units are KiB.
 const UNIT: usize = 1024;
 
+#[derive(Debug)]
+struct Inner {
+    /// Units not taken.
+    available: AtomicUsize,
+    /// Tasks waiting in [`Budget::take`]: a release wakes them only when there are any.
+    waiting: AtomicUsize,
+    released: Notify,
+    total: usize,
+}
+
 /// A consumer's in-flight byte budget.
+///
+/// An atomic counter rather than a semaphore: a share goes back with every message, and a
+/// release here is one atomic addition (a semaphore takes its waiter list's lock each time).
 #[derive(Debug, Clone)]
 pub struct Budget {
-    permits: Arc<Semaphore>,
-    total: u32,
+    inner: Arc<Inner>,
+}
+
+/// A taken share of the budget, given back when dropped.
+#[derive(Debug)]
+pub struct Share {
+    inner: Arc<Inner>,
+    units: usize,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        self.inner.available.fetch_add(self.units, Ordering::SeqCst);
+        if self.inner.waiting.load(Ordering::SeqCst) > 0 {
+            self.inner.released.notify_waiters();
+        }
+    }
 }
 
 impl Budget {
     /// A budget of `bytes` (rounded up to whole KiB, at least one).
     pub fn new(bytes: usize) -> Budget {
-        let total = u32::try_from(bytes.div_ceil(UNIT).max(1)).unwrap_or(u32::MAX >> 3);
+        let total = bytes.div_ceil(UNIT).max(1);
         Budget {
-            permits: Arc::new(Semaphore::new(total as usize)),
-            total,
+            inner: Arc::new(Inner {
+                available: AtomicUsize::new(total),
+                waiting: AtomicUsize::new(0),
+                released: Notify::new(),
+                total,
+            }),
         }
     }
 
-    fn units(&self, bytes: usize) -> u32 {
-        u32::try_from(bytes.div_ceil(UNIT))
-            .unwrap_or(u32::MAX)
-            .clamp(1, self.total)
+    fn units(&self, bytes: usize) -> usize {
+        bytes.div_ceil(UNIT).clamp(1, self.inner.total)
     }
 
     /// The share of a message of `bytes`, if the budget has it now.
-    pub fn try_take(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        self.permits
-            .clone()
-            .try_acquire_many_owned(self.units(bytes))
+    pub fn try_take(&self, bytes: usize) -> Option<Share> {
+        let units = self.units(bytes);
+        self.inner
+            .available
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |available| {
+                available.checked_sub(units)
+            })
             .ok()
+            .map(|_| Share {
+                inner: self.inner.clone(),
+                units,
+            })
     }
 
     /// The share of a message of `bytes`, once the budget has it.
-    pub async fn take(&self, bytes: usize) -> OwnedSemaphorePermit {
-        // The semaphore is never closed.
-        self.permits
-            .clone()
-            .acquire_many_owned(self.units(bytes))
-            .await
-            .expect("the budget's semaphore is never closed")
+    pub async fn take(&self, bytes: usize) -> Share {
+        loop {
+            if let Some(share) = self.try_take(bytes) {
+                return share;
+            }
+            let released = self.inner.released.notified();
+            tokio::pin!(released);
+            // Registered before counting as waiting: a release after the count is seen, and
+            // its wake-up reaches this waiter.
+            released.as_mut().enable();
+            self.inner.waiting.fetch_add(1, Ordering::SeqCst);
+            let share = self.try_take(bytes);
+            if share.is_none() {
+                released.await;
+            }
+            self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
+            if let Some(share) = share {
+                return share;
+            }
+        }
     }
 
     /// Bytes not taken right now (for status and tests).
     pub fn available_bytes(&self) -> usize {
-        self.permits.available_permits() * UNIT
+        self.inner.available.load(Ordering::SeqCst) * UNIT
     }
 }
 
@@ -83,5 +136,27 @@ mod tests {
         assert_eq!(budget.available_bytes(), 0);
         drop(all);
         assert_eq!(budget.available_bytes(), 4 * UNIT);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_waiter_gets_its_share_when_others_are_released() {
+        let budget = Budget::new(8 * UNIT);
+        for _ in 0..200 {
+            let held: Vec<Share> = (0..8).filter_map(|_| budget.try_take(UNIT)).collect();
+            assert_eq!(budget.available_bytes(), 0);
+            let waiter = tokio::spawn({
+                let budget = budget.clone();
+                async move { budget.take(3 * UNIT).await }
+            });
+            tokio::task::yield_now().await;
+            drop(held);
+            let share = tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+                .await
+                .expect("the waiter was woken")
+                .expect("the waiter ran");
+            assert_eq!(budget.available_bytes(), 5 * UNIT);
+            drop(share);
+        }
+        assert_eq!(budget.available_bytes(), 8 * UNIT);
     }
 }

@@ -65,7 +65,7 @@ pub struct EventCopy {
     /// The event.
     pub event: Arc<Event>,
     /// Where it was consumed (for dead letters).
-    pub origin: Arc<Origin>,
+    pub origin: Origin,
     /// This copy's share of the message's acknowledgement.
     pub ack: MessageAck,
     /// Its retry state when it comes from the retry topic (`None` in the main flow).

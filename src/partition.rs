@@ -1,18 +1,22 @@
 //! One task per assigned partition: decode, route, fan out, track, commit.
 //!
 //! The task owns its partition's queue (split from the consumer, so partitions progress
-//! independently) and its [`OffsetTracker`]. For each message it tracks the offset, creates one
-//! [`MessageAck`], and either dead-letters the message (it cannot decode, or its write key
-//! belongs to no customer) or sends one copy to each enabled destination whose filter passes
-//! and that accepts the event. On the retry topic ([`Mode::Retry`]) it instead waits until the
-//! parked event is due and sends one copy to the one destination its headers name.
+//! independently) and its [`OffsetTracker`]. The messages it polls in one go form a *run* with
+//! one [`MessageAck`] (see [`crate::ack`]); for each message it either dead-letters it (it
+//! cannot decode, or its write key belongs to no customer) or sends one copy to each enabled
+//! destination whose filter passes and that accepts the event, each copy holding a share of
+//! the run's acknowledgement. The run is then closed and tracked by its last offset. On the
+//! retry topic ([`Mode::Retry`]) it instead waits until the parked event is due and sends one
+//! copy to the one destination its headers name; there every message is a run of its own, so
+//! one event's wait never holds back the completion of the ones before it.
 //!
 //! Invariants:
 //! - the committed offset is always the tracker's watermark: never past a message that is not
-//!   done;
+//!   done (a run is done only when every copy of every message in it is);
 //! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
 //!   paused in librdkafka (no fetching) and resumed below half of it;
-//! - every message in flight holds its share of the consumer's [`Budget`]; a task that finds it
+//! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
+//!   back when the last copy, batch or dead letter holding them drops); a task that finds it
 //!   spent keeps the message it polled, pauses, and routes it once its share is free;
 //! - on cancellation (revoke or shutdown) the task stops taking messages, waits up to the drain
 //!   timeout for in-flight ones, and returns the final watermark for the caller to commit
@@ -34,7 +38,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::MessageAck;
-use crate::budget::Budget;
+use crate::budget::{Budget, Share};
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::deliver::{DestinationHandle, EventCopy};
@@ -64,7 +68,68 @@ pub struct PartitionEnv {
     pub status: Arc<crate::status::Status>,
 }
 
-/// A message copied out of librdkafka's buffer.
+/// A message copied out of librdkafka's buffer (payload then key in one allocation), waiting
+/// for its share of the budget.
+struct Polled {
+    offset: i64,
+    timestamp_ms: i64,
+    data: Vec<u8>,
+    payload_len: usize,
+    has_key: bool,
+    headers: Option<OwnedHeaders>,
+}
+
+impl Polled {
+    fn copy(m: &rdkafka::message::BorrowedMessage<'_>, mode: Mode) -> Polled {
+        let payload = m.payload().unwrap_or_default();
+        let key = m.key();
+        let mut data = Vec::with_capacity(payload.len() + key.map_or(0, <[u8]>::len));
+        data.extend_from_slice(payload);
+        data.extend_from_slice(key.unwrap_or_default());
+        Polled {
+            offset: m.offset(),
+            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+            data,
+            payload_len: payload.len(),
+            has_key: key.is_some(),
+            headers: match mode {
+                Mode::Main => None,
+                Mode::Retry => m.headers().map(|h| h.detach()),
+            },
+        }
+    }
+
+    /// The message holding `share` for as long as any part of it lives (in a copy, a batch or
+    /// a dead letter): the budget counts the bytes that are really held.
+    fn hold(self, share: Share) -> Inbound {
+        let payload_len = self.payload_len;
+        let bytes = Bytes::from_owner(HeldBytes {
+            data: self.data,
+            _share: share,
+        });
+        Inbound {
+            offset: self.offset,
+            timestamp_ms: self.timestamp_ms,
+            key: self.has_key.then(|| bytes.slice(payload_len..)),
+            payload: bytes.slice(..payload_len),
+            headers: self.headers,
+        }
+    }
+}
+
+/// A message's bytes with its budget share.
+struct HeldBytes {
+    data: Vec<u8>,
+    _share: Share,
+}
+
+impl AsRef<[u8]> for HeldBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+/// A message with its budget share, ready to route.
 struct Inbound {
     offset: i64,
     timestamp_ms: i64,
@@ -110,6 +175,32 @@ async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &Cancellation
     }
 }
 
+/// The run being routed: its first share, last offset and size.
+struct Run {
+    root: MessageAck,
+    last: i64,
+    messages: usize,
+    bytes: usize,
+}
+
+impl Run {
+    fn open(done: &UnboundedSender<i64>) -> Run {
+        Run {
+            root: MessageAck::open(done.clone()),
+            last: -1,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// Counts `msg` into the run.
+    fn add(&mut self, msg: &Inbound) {
+        self.last = msg.offset;
+        self.messages += 1;
+        self.bytes += msg.payload.len();
+    }
+}
+
 /// The state of one partition's task.
 pub(crate) struct PartitionTask {
     consumer: Arc<CourierConsumer>,
@@ -124,7 +215,7 @@ pub(crate) struct PartitionTask {
     view: Arc<PartitionView>,
     paused: bool,
     /// A polled message waiting for its share of the budget.
-    waiting: Option<Inbound>,
+    waiting: Option<Polled>,
     /// Metric handles, resolved once (a labelled lookup per message would cost more than the
     /// increment).
     meters: Meters,
@@ -190,41 +281,43 @@ impl PartitionTask {
         );
         'run: loop {
             let mut budget = POLL_BUDGET;
+            let mut run: Option<Run> = None;
             while !self.paused && budget > 0 {
                 let Some(polled) = queue.poll(Duration::ZERO) else {
                     break;
                 };
                 budget -= 1;
-                let inbound = match polled {
-                    Ok(m) => Inbound {
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-                        payload: m.payload().map(Bytes::copy_from_slice).unwrap_or_default(),
-                        key: m.key().map(Bytes::copy_from_slice),
-                        headers: match self.env.mode {
-                            Mode::Main => None,
-                            Mode::Retry => m.headers().map(|h| h.detach()),
-                        },
-                    },
+                let polled = match polled {
+                    Ok(m) => Polled::copy(&m, self.env.mode),
                     Err(err) => {
                         tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "consume error");
                         continue;
                     }
                 };
-                let Some(share) = self.env.budget.try_take(inbound.payload.len()) else {
-                    self.waiting = Some(inbound);
+                let Some(share) = self.env.budget.try_take(polled.payload_len) else {
+                    self.waiting = Some(polled);
                     self.set_paused(true);
                     break;
                 };
-                if !self.dispatch(inbound, share, &done_tx, &cancel).await {
+                let inbound = polled.hold(share);
+                let open = run.get_or_insert_with(|| Run::open(&done_tx));
+                open.add(&inbound);
+                let routed = open.messages;
+                // A run never closed (cancelled mid-way) is never reported: not done.
+                if !self.dispatch(inbound, &open.root, &cancel).await {
                     break 'run;
                 }
-                if self.tracker.in_flight() >= self.env.limits.max_in_flight_per_partition {
+                if self.env.mode == Mode::Retry {
+                    self.close(run.take());
+                }
+                if self.tracker.in_flight() + routed >= self.env.limits.max_in_flight_per_partition
+                {
                     self.set_paused(true);
                 }
             }
+            self.close(run);
             let more = budget == 0 && self.waiting.is_none();
-            let wanted = self.waiting.as_ref().map_or(0, |m| m.payload.len());
+            let wanted = self.waiting.as_ref().map_or(0, |m| m.payload_len);
             let budget_free = self.env.budget.clone();
             tokio::select! {
                 biased;
@@ -232,10 +325,14 @@ impl PartitionTask {
                 Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
                 _ = commit_tick.tick() => self.commit(),
                 share = budget_free.take(wanted), if self.waiting.is_some() => {
-                    if let Some(inbound) = self.waiting.take() {
-                        if !self.dispatch(inbound, share, &done_tx, &cancel).await {
+                    if let Some(polled) = self.waiting.take() {
+                        let inbound = polled.hold(share);
+                        let mut run = Run::open(&done_tx);
+                        run.add(&inbound);
+                        if !self.dispatch(inbound, &run.root, &cancel).await {
                             break;
                         }
+                        self.close(Some(run));
                     }
                     if self.tracker.in_flight() < self.env.limits.max_in_flight_per_partition {
                         self.set_paused(false);
@@ -265,27 +362,28 @@ impl PartitionTask {
         self.tracker.watermark()
     }
 
-    /// Routes one message; returns false when cancelled mid-way (the message stays not done).
-    async fn dispatch(
-        &mut self,
-        msg: Inbound,
-        share: tokio::sync::OwnedSemaphorePermit,
-        done: &UnboundedSender<i64>,
-        cancel: &CancellationToken,
-    ) -> bool {
-        self.meters.consumed.increment(1);
-        self.meters
-            .consumed_bytes
-            .increment(msg.payload.len() as u64);
-        self.tracker.track(msg.offset);
-        let ack = MessageAck::holding(msg.offset, done.clone(), Some(share));
-        let origin = Arc::new(Origin {
+    /// Tracks a routed run and hands it its budget share; its acknowledgement reports it once
+    /// every copy is settled.
+    fn close(&mut self, run: Option<Run>) {
+        let Some(run) = run else {
+            return;
+        };
+        self.meters.consumed.increment(run.messages as u64);
+        self.meters.consumed_bytes.increment(run.bytes as u64);
+        self.tracker.track(run.last, run.messages);
+        run.root.close(run.last);
+    }
+
+    /// Routes one message of the run `ack` is the first share of; returns false when
+    /// cancelled mid-way (the run stays not done).
+    async fn dispatch(&self, msg: Inbound, ack: &MessageAck, cancel: &CancellationToken) -> bool {
+        let origin = Origin {
             topic: self.topic.clone(),
             partition: self.partition,
             offset: msg.offset,
             timestamp_ms: msg.timestamp_ms,
             key: msg.key.clone(),
-        });
+        };
         match self.env.mode {
             Mode::Main => self.route(msg.payload, origin, ack, cancel).await,
             Mode::Retry => self.retry(msg, origin, ack, cancel).await,
@@ -296,19 +394,20 @@ impl PartitionTask {
     async fn route(
         &self,
         payload: Bytes,
-        origin: Arc<Origin>,
-        ack: MessageAck,
+        origin: Origin,
+        ack: &MessageAck,
         cancel: &CancellationToken,
     ) -> bool {
-        let event = match Event::parse(payload.clone(), self.env.limits.max_message_bytes) {
+        let event = match Event::parse_or_return(payload, self.env.limits.max_message_bytes) {
             Ok(event) => event,
-            Err(reason) => {
+            Err((payload, reason)) => {
                 self.dead_letter(payload, origin, Stage::Decode, reason.to_string(), ack);
                 return true;
             }
         };
         let customer = self.env.routes.load().customer(event.write_key()).cloned();
         let Some(customer) = customer else {
+            let payload = event.raw().clone();
             self.dead_letter(
                 payload,
                 origin,
@@ -319,13 +418,25 @@ impl PartitionTask {
             return true;
         };
         let event = Arc::new(event);
-        for target in &customer.targets {
-            if !target.filter.accepts(&event) || !target.handle.destination.accepts(&event) {
-                continue;
-            }
+        // The origin is cloned for all but the last copy, which takes it.
+        let mut wanting = customer.targets.iter().filter(|target| {
+            target.filter.accepts(&event) && target.handle.destination.accepts(&event)
+        });
+        let mut origin = Some(origin);
+        let mut next = wanting.next();
+        while let Some(target) = next {
+            next = wanting.next();
+            let taken = if next.is_some() {
+                origin.clone()
+            } else {
+                origin.take()
+            };
+            let Some(origin) = taken else {
+                break;
+            };
             let copy = EventCopy {
                 event: event.clone(),
-                origin: origin.clone(),
+                origin,
                 ack: ack.share(),
                 retry: None,
             };
@@ -333,7 +444,6 @@ impl PartitionTask {
                 return false;
             }
         }
-        ack.settle();
         true
     }
 
@@ -341,8 +451,8 @@ impl PartitionTask {
     async fn retry(
         &self,
         msg: Inbound,
-        here: Arc<Origin>,
-        ack: MessageAck,
+        here: Origin,
+        ack: &MessageAck,
         cancel: &CancellationToken,
     ) -> bool {
         let parked = match retry::parse(msg.headers.as_ref(), msg.key) {
@@ -352,7 +462,7 @@ impl PartitionTask {
                 return true;
             }
         };
-        let origin = Arc::new(parked.origin.clone());
+        let origin = parked.origin.clone();
         let wait = parked.not_before_ms - retry::now_millis();
         if wait > 0 {
             tokio::select! {
@@ -387,22 +497,20 @@ impl PartitionTask {
             ack: ack.share(),
             retry: Some(parked.state),
         };
-        if !send(&handle, copy, cancel).await {
-            return false;
-        }
-        ack.settle();
-        true
+        send(&handle, copy, cancel).await
     }
 
+    /// Dead-letters one message of the run `ack` is the first share of, in the background.
     fn dead_letter(
         &self,
         payload: Bytes,
-        origin: Arc<Origin>,
+        origin: Origin,
         stage: Stage,
         reason: String,
-        ack: MessageAck,
+        ack: &MessageAck,
     ) {
         let dead_letters = self.env.dead_letters.clone();
+        let ack = ack.share();
         tokio::spawn(async move {
             let letter = DeadLetter {
                 payload: &payload,

@@ -1,9 +1,13 @@
 //! The per-partition offset tracker: which consumed messages are done, and what may be
 //! committed.
 //!
+//! The tracker follows *runs*: consecutive messages a partition task routed in one go and
+//! acknowledges together ([`crate::ack`]), each known by its last offset and its number of
+//! messages.
+//!
 //! Invariant: [`OffsetTracker::watermark`] is one past the highest offset `o` such that every
-//! tracked message at or below `o` is done. A pending or failed message holds it back for as
-//! long as it stays incomplete; nothing is ever committed past it. Offsets must be tracked in
+//! tracked run ending at or below `o` is done. A pending or failed run holds it back for as
+//! long as it stays incomplete; nothing is ever committed past it. Runs must be tracked in
 //! increasing order (as a partition delivers them); gaps (compacted offsets, transaction
 //! markers) are fine.
 
@@ -12,8 +16,10 @@ use std::collections::VecDeque;
 /// Completion state of one partition's in-flight messages.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    /// In-flight messages in offset order, with whether each is done.
-    pending: VecDeque<(i64, bool)>,
+    /// In-flight runs in offset order: last offset, messages, done.
+    pending: VecDeque<(i64, usize, bool)>,
+    /// Messages in `pending`.
+    messages: usize,
     /// One past the last offset released from the front, once any was.
     watermark: Option<i64>,
 }
@@ -24,23 +30,32 @@ impl OffsetTracker {
         Self::default()
     }
 
-    /// Starts tracking a consumed message. Offsets must increase.
-    pub fn track(&mut self, offset: i64) {
-        if let Some(&(last, _)) = self.pending.back() {
+    /// Starts tracking a run of `messages` consumed messages ending at `offset`. Offsets must
+    /// increase.
+    pub fn track(&mut self, offset: i64, messages: usize) {
+        if let Some(&(last, _, _)) = self.pending.back() {
             assert!(offset > last, "offset {offset} tracked after {last}");
         }
-        self.pending.push_back((offset, false));
+        self.pending.push_back((offset, messages, false));
+        self.messages += messages;
     }
 
-    /// Marks a message done; returns whether the watermark moved. Unknown offsets are ignored.
+    /// Marks the run ending at `offset` done; returns whether the watermark moved. Unknown
+    /// offsets are ignored.
     pub fn complete(&mut self, offset: i64) -> bool {
-        let Ok(i) = self.pending.binary_search_by_key(&offset, |&(o, _)| o) else {
-            return false;
+        // Runs mostly finish in order: look at the front first.
+        let i = match self.pending.front() {
+            Some(&(o, _, _)) if o == offset => 0,
+            _ => match self.pending.binary_search_by_key(&offset, |&(o, _, _)| o) {
+                Ok(i) => i,
+                Err(_) => return false,
+            },
         };
-        self.pending[i].1 = true;
+        self.pending[i].2 = true;
         let mut moved = false;
-        while let Some(&(o, true)) = self.pending.front() {
+        while let Some(&(o, messages, true)) = self.pending.front() {
             self.pending.pop_front();
+            self.messages -= messages;
             self.watermark = Some(o + 1);
             moved = true;
         }
@@ -52,9 +67,9 @@ impl OffsetTracker {
         self.watermark
     }
 
-    /// Messages consumed and not yet released (done ones behind a pending one included).
+    /// Messages consumed and not yet released (done ones behind a pending run included).
     pub fn in_flight(&self) -> usize {
-        self.pending.len()
+        self.messages
     }
 }
 
@@ -68,12 +83,13 @@ mod tests {
     fn holds_at_the_first_incomplete() {
         let mut t = OffsetTracker::new();
         for o in [3, 4, 7, 8] {
-            t.track(o);
+            t.track(o, 1);
         }
         assert!(!t.complete(4));
         assert_eq!(t.watermark(), None);
         assert!(t.complete(3));
         assert_eq!(t.watermark(), Some(5));
+        assert_eq!(t.in_flight(), 2);
         t.complete(8);
         assert_eq!(t.watermark(), Some(5));
         t.complete(7);
@@ -100,7 +116,7 @@ mod tests {
                 order.swap(i, (s % (i as u64 + 1)) as usize);
             }
             let mut t = OffsetTracker::new();
-            for &o in &offsets { t.track(o); }
+            for &o in &offsets { t.track(o, 2); }
             let mut done = vec![false; offsets.len()];
             for &i in &order {
                 if fail_mask[i] { continue; }

@@ -122,9 +122,63 @@ pub enum DecodeError {
 pub struct Event {
     raw: Bytes,
     event_type: EventType,
-    message_id: Box<str>,
-    write_key: Box<str>,
-    name: Option<Box<str>>,
+    message_id: Field,
+    write_key: Field,
+    name: Option<Field>,
+}
+
+/// A string field of the event: where it sits in the raw bytes (no allocation, the common
+/// case), or its unescaped text when the JSON string had escapes.
+#[derive(Clone, PartialEq, Eq)]
+enum Field {
+    Span { start: u32, end: u32 },
+    Owned(Box<str>),
+}
+
+impl Field {
+    /// `value` as read from `text`: a span when it borrows from it.
+    fn of(value: Cow<'_, str>, text: &str) -> Field {
+        if let Cow::Borrowed(s) = &value {
+            let start = (s.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
+            let end = start.wrapping_add(s.len());
+            if end <= text.len() {
+                if let (Ok(start), Ok(end)) = (u32::try_from(start), u32::try_from(end)) {
+                    return Field::Span { start, end };
+                }
+            }
+        }
+        Field::Owned(value.into())
+    }
+
+    fn get<'a>(&'a self, raw: &'a [u8]) -> &'a str {
+        match self {
+            // The span was cut from the validated UTF-8 text at string boundaries.
+            Field::Span { start, end } => {
+                std::str::from_utf8(&raw[*start as usize..*end as usize]).unwrap_or_default()
+            }
+            Field::Owned(s) => s,
+        }
+    }
+}
+
+/// The fields of a validated event, before it takes its bytes.
+struct Fields {
+    event_type: EventType,
+    message_id: Field,
+    write_key: Field,
+    name: Option<Field>,
+}
+
+impl Fields {
+    fn into_event(self, raw: Bytes) -> Event {
+        Event {
+            raw,
+            event_type: self.event_type,
+            message_id: self.message_id,
+            write_key: self.write_key,
+            name: self.name,
+        }
+    }
 }
 
 /// The fields read in the validation pass; everything else is skipped without allocating.
@@ -168,6 +222,19 @@ fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 impl Event {
     /// Validates `raw` as one Segment event of at most `max_bytes` bytes.
     pub fn parse(raw: Bytes, max_bytes: usize) -> Result<Event, DecodeError> {
+        Event::parse_or_return(raw, max_bytes).map_err(|(_, err)| err)
+    }
+
+    /// As [`Event::parse`], but a rejected payload comes back with the reason (to be kept in a
+    /// dead letter without a copy).
+    pub fn parse_or_return(raw: Bytes, max_bytes: usize) -> Result<Event, (Bytes, DecodeError)> {
+        match Event::validate(&raw, max_bytes) {
+            Ok(fields) => Ok(fields.into_event(raw)),
+            Err(err) => Err((raw, err)),
+        }
+    }
+
+    fn validate(raw: &Bytes, max_bytes: usize) -> Result<Fields, DecodeError> {
         if raw.is_empty() {
             return Err(DecodeError::Empty);
         }
@@ -177,7 +244,7 @@ impl Event {
                 limit: max_bytes,
             });
         }
-        let text = std::str::from_utf8(&raw).map_err(|e| DecodeError::InvalidUtf8 {
+        let text = std::str::from_utf8(raw).map_err(|e| DecodeError::InvalidUtf8 {
             at: e.valid_up_to(),
         })?;
         match text.trim_start().as_bytes().first() {
@@ -208,12 +275,11 @@ impl Event {
             EventType::Page | EventType::Screen => non_empty(head.name),
             _ => None,
         };
-        Ok(Event {
+        Ok(Fields {
             event_type,
-            message_id: message_id.into(),
-            write_key: write_key.into(),
-            name: name.map(Into::into),
-            raw,
+            message_id: Field::of(message_id, text),
+            write_key: Field::of(write_key, text),
+            name: name.map(|name| Field::of(name, text)),
         })
     }
 
@@ -229,17 +295,17 @@ impl Event {
 
     /// The event's `messageId`, unique per event and stable across redeliveries.
     pub fn message_id(&self) -> &str {
-        &self.message_id
+        self.message_id.get(&self.raw)
     }
 
     /// The source's write key, which selects the customer.
     pub fn write_key(&self) -> &str {
-        &self.write_key
+        self.write_key.get(&self.raw)
     }
 
     /// The event name: `event` for a track, `name` for a page or screen, else none.
     pub fn name(&self) -> Option<&str> {
-        self.name.as_deref()
+        self.name.as_ref().map(|name| name.get(&self.raw))
     }
 }
 
@@ -263,8 +329,8 @@ impl fmt::Debug for Event {
         // printed.
         f.debug_struct("Event")
             .field("type", &self.event_type)
-            .field("message_id", &self.message_id)
-            .field("name", &self.name)
+            .field("message_id", &self.message_id())
+            .field("name", &self.name())
             .field("bytes", &self.raw.len())
             .finish_non_exhaustive()
     }
@@ -287,6 +353,18 @@ mod tests {
         assert_eq!(e.message_id(), "m1");
         assert_eq!(e.write_key(), "wk");
         assert_eq!(&e.raw()[..], &raw[..]);
+    }
+
+    #[test]
+    fn escaped_fields_read_unescaped() {
+        let raw = br#"{"type":"page","name":"Caf\u00e9","messageId":"m\"1","writeKey":"wk","anonymousId":"a"}"#;
+        let e = parse(raw).unwrap();
+        assert_eq!(e.name(), Some("Caf\u{e9}"));
+        assert_eq!(e.message_id(), "m\"1");
+        assert_eq!(e.write_key(), "wk");
+        let (back, err) = Event::parse_or_return(Bytes::from_static(b"{}"), 10).unwrap_err();
+        assert_eq!(&back[..], b"{}", "a rejected payload comes back");
+        assert_eq!(err, DecodeError::Missing("type"));
     }
 
     #[test]

@@ -187,22 +187,61 @@ impl S3Archive {
         }
     }
 
+    /// The directory (with its trailing `/`) of a key.
+    fn dir_of(key: &str) -> &str {
+        key.rfind('/').map_or("", |end| &key[..=end])
+    }
+
+    /// How many leading events of a redelivered batch an existing complete object of the same
+    /// partition and hour already holds: one whose range starts at or before this one's first
+    /// position and reaches into it (the committed offset fell inside an archived range; an
+    /// object of exactly this range counts: its events are all there already). Only
+    /// for a batch whose positions are consecutive (one event per position, the usual case),
+    /// where the count is exact; otherwise 0 and the overlap stays (duplicates, never loss).
+    /// Also returns the last position those objects reach (it may lie past the batch).
+    fn archived_head(keys: &[String], dir: &str, range: &SourceRange) -> (usize, Option<i64>) {
+        let consecutive = range.last - range.first + 1;
+        if range.events as i64 != consecutive {
+            return (0, None);
+        }
+        let partition = format!("{dir}{}-{}-", range.topic, range.partition);
+        let mut next = range.first;
+        let mut reached = None;
+        // Objects may follow each other (the previous owner wrote several past the committed
+        // offset): skip through all of them.
+        loop {
+            // Keys sort by first position: candidates start at or before `next`.
+            let end = format!("{partition}{next:020}-~");
+            let to = keys.partition_point(|k| k.as_str() < end.as_str());
+            let reach = keys[..to]
+                .iter()
+                .rev()
+                .map_while(|other| other.strip_prefix(&partition))
+                .filter_map(parse_range)
+                .filter(|&(first, last)| first <= next && last >= next)
+                .map(|(_, last)| last)
+                .max();
+            match reach {
+                Some(last) if last < range.last => {
+                    next = last + 1;
+                    reached = Some(last);
+                }
+                Some(last) => return (range.events, Some(last)),
+                None => return ((next - range.first) as usize, reached),
+            }
+        }
+    }
+
     /// Deletes the other complete objects of the range's partition (in the same hour's
     /// directory) whose ranges lie within this one: earlier, shorter cuts of a redelivered
-    /// range. Objects that reach past it are kept, so nothing is ever lost. `first_batch`: the
-    /// partition's first batch here, which may use a recent listing of the directory; a
-    /// redelivery within this instance lists afresh.
+    /// range. Objects that reach past it are kept, so nothing is ever lost.
     async fn remove_covered(
         &self,
         key: &str,
         range: &SourceRange,
-        first_batch: bool,
+        keys: &[String],
     ) -> Result<(), DeliveryError> {
-        let Some(dir_end) = key.rfind('/') else {
-            return Ok(());
-        };
-        let dir = &key[..=dir_end];
-        let keys = self.listing(dir, first_batch).await?;
+        let dir = Self::dir_of(key);
         let partition = format!("{dir}{}-{}-", range.topic, range.partition);
         // Keys sort by first position, so the search starts at this range's first.
         let start = format!("{partition}{:020}", range.first);
@@ -275,24 +314,57 @@ impl Destination for S3Archive {
         if batch.is_empty() {
             return Ok(());
         }
-        let key = self.key(batch, source);
-        let body = ndjson_gz(batch);
-        self.bucket.put(&key, body, "application/gzip").await?;
-        if let Some(range) = source.filter(|r| r.complete) {
-            let lane = (range.topic.clone(), range.partition);
-            let last = self
-                .written
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&lane)
-                .copied();
-            if last.is_none_or(|last| range.first <= last) {
-                self.remove_covered(&key, range, last.is_none()).await?;
-            }
-            let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
-            let entry = written.entry(lane).or_insert(range.last);
-            *entry = (*entry).max(range.last);
+        let Some(range) = source.filter(|r| r.complete) else {
+            let key = self.key(batch, source);
+            return self
+                .bucket
+                .put(&key, ndjson_gz(batch), "application/gzip")
+                .await;
+        };
+        let lane = (range.topic.clone(), range.partition);
+        let last = self
+            .written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&lane)
+            .copied();
+        // A partition's first batch here, or a redelivery: the objects already there matter.
+        // The first batch may use a recent listing of the directory (see LISTING_REUSE).
+        let redelivery = last.is_none_or(|last| range.first <= last);
+        let mut key = self.key(batch, Some(range));
+        let dir = Self::dir_of(&key).to_owned();
+        let keys = match redelivery {
+            true => self.listing(&dir, last.is_none()).await?,
+            false => Arc::default(),
+        };
+        let (skip, reached) = Self::archived_head(&keys, &dir, range);
+        let mut rest = range.clone();
+        if skip > 0 {
+            // The committed offset fell inside an archived range: its head is there already.
+            rest.first += skip as i64;
+            rest.events -= skip;
+            tracing::info!(
+                archived = skip,
+                first = rest.first,
+                "redelivered events already archived; writing the rest"
+            );
+            // The directory stays the one of the batch's first event, where the overlap was
+            // found.
+            key = format!("{dir}{}{SUFFIX}", rest.name());
         }
+        if rest.events > 0 {
+            let body = ndjson_gz(&batch[skip..]);
+            self.bucket.put(&key, body, "application/gzip").await?;
+            if redelivery {
+                self.remove_covered(&key, &rest, &keys).await?;
+            }
+        }
+        // What is archived now reaches past this batch when an object found there does: the
+        // next batch then still looks for it.
+        let archived = reached.map_or(range.last, |r| r.max(range.last));
+        let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = written.entry(lane).or_insert(archived);
+        *entry = (*entry).max(archived);
         Ok(())
     }
 }
@@ -361,6 +433,56 @@ mod tests {
         assert!(retry.starts_with(
             "raw/2025-11-29/12/events-3-00000000000000000017-00000000000000000042-retry-"
         ));
+    }
+
+    #[test]
+    fn a_redelivery_skips_the_head_an_object_already_holds() {
+        let dir = "raw/2025-11-29/12/";
+        let keys: Vec<String> = [(0, 99), (100, 199), (200, 249)]
+            .iter()
+            .map(|(f, l)| format!("{dir}events-1-{f:020}-{l:020}{SUFFIX}"))
+            .chain([format!("{dir}events-10-{:020}-{:020}{SUFFIX}", 150, 400)])
+            .collect();
+        let range = |first: i64, last: i64, events: usize| SourceRange {
+            topic: Arc::from("events"),
+            partition: 1,
+            first,
+            last,
+            timestamp_ms: 0,
+            events,
+            complete: true,
+        };
+        let head = |r: &SourceRange| S3Archive::archived_head(&keys, dir, r).0;
+        assert_eq!(
+            head(&range(192, 391, 200)),
+            58,
+            "192..=249: in 100-199, then 200-249"
+        );
+        assert_eq!(
+            head(&range(100, 199, 100)),
+            100,
+            "the same range: all there"
+        );
+        assert_eq!(head(&range(200, 220, 21)), 21, "inside 200-249");
+        assert_eq!(head(&range(250, 300, 51)), 0, "past every object");
+        assert_eq!(
+            head(&range(50, 260, 211)),
+            200,
+            "through consecutive objects"
+        );
+        assert_eq!(
+            S3Archive::archived_head(&keys, dir, &range(192, 220, 29)),
+            (29, Some(249)),
+            "wholly archived, by objects reaching past it"
+        );
+        assert_eq!(
+            head(&range(192, 391, 150)),
+            0,
+            "positions with gaps: not exact"
+        );
+        let mut other = range(192, 391, 200);
+        other.partition = 2;
+        assert_eq!(head(&other), 0, "another partition's objects do not count");
     }
 
     #[test]

@@ -17,12 +17,19 @@
 //! Events redelivered from the retry topic (a subset of a range) get their own
 //! `...-retry-<hash>` objects so they never replace a complete range.
 //!
-//! Limits, where events are archived twice but never lost: a redelivery that starts inside an
-//! archived range (another destination of the same events held the committed offset further
-//! back at the moment of a crash); a redelivered batch cut shorter than the archived one (by
-//! age, under different timing); an object another worker wrote past this process's last
-//! position while it owned the partition in between, when this process then archives a longer
-//! range over it.
+//! A redelivery may also start inside an archived range: offsets are committed per polled run
+//! of messages, not per batch, and another destination of the same events may hold the
+//! committed offset further back. The listing shows the object that reaches into the batch;
+//! when the batch's positions are consecutive (one event per position: no filter skipped any,
+//! no compaction), its head is that object's tail, so only the rest is written, as
+//! `first-after-the-object`..`last` in the same directory, and a batch wholly inside an
+//! object is not written again.
+//!
+//! Limits, where events are archived twice but never lost: such an overlap when the batch's
+//! positions have gaps; an object another worker wrote past this process's last position while
+//! it owned the partition in between, when this process then archives a longer range over it;
+//! an object written by the partition's previous owner after the listing a first batch reused
+//! (see `LISTING_REUSE`).
 //!
 //! [`SourceRange`]: crate::SourceRange
 
