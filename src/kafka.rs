@@ -31,9 +31,9 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         // default is 500 ms); costs a few empty fetches per second on an idle partition.
         .set("fetch.wait.max.ms", "100")
         // Prefetched bytes per partition (librdkafka's default, 64 MiB, lets memory grow with
-        // the number of partitions a worker owns): 1 MiB kept the drain rate and peak RSS
-        // under 150 MB with 128 partitions (bench/RESULTS.md).
-        .set("queued.max.messages.kbytes", "1024")
+        // the number of partitions a worker owns): 512 KiB keep the drain rate with the short
+        // queue backoff below while 128 partitions prefetch at most 64 MiB (bench/RESULTS.md).
+        .set("queued.max.messages.kbytes", "512")
         // A partition whose prefetch queue is at that bound is looked at again after this
         // long (librdkafka's default, 1000 ms, left partitions idle for most of each second
         // once the task had emptied their queue: a backlog drained at about half the rate).

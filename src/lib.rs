@@ -49,6 +49,7 @@ pub mod deliver;
 pub mod destinations;
 pub mod devstack;
 pub mod edit;
+pub(crate) mod fetch;
 pub mod kafka;
 pub mod offsets;
 pub mod ops;

@@ -22,6 +22,7 @@
 //!   timeout for in-flight ones, and returns the final watermark for the caller to commit
 //!   synchronously. Whatever is not done by then is redelivered to the next owner.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,6 +31,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use courier_connectors::Event;
 use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc::error::TrySendError;
@@ -42,6 +44,7 @@ use crate::budget::{Budget, Share};
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::deliver::{DestinationHandle, EventCopy};
+use crate::fetch::{BatchReader, RawMessage};
 use crate::retry;
 use crate::route::RoutingTable;
 use crate::settings::ConsumerSettings;
@@ -50,6 +53,11 @@ use crate::tracker::OffsetTracker;
 
 /// Messages taken from the queue before the task yields to its other duties.
 const POLL_BUDGET: usize = 256;
+
+/// Messages taken from librdkafka's queue in one call. Taken messages are copied out before
+/// they have a budget share, so a partition that finds the budget spent holds at most this
+/// many beyond it.
+const FETCH_BATCH: usize = 256;
 
 /// What every partition task shares.
 #[derive(Debug)]
@@ -80,23 +88,29 @@ struct Polled {
 }
 
 impl Polled {
-    fn copy(m: &rdkafka::message::BorrowedMessage<'_>, mode: Mode) -> Polled {
-        let payload = m.payload().unwrap_or_default();
-        let key = m.key();
-        let mut data = Vec::with_capacity(payload.len() + key.map_or(0, <[u8]>::len));
-        data.extend_from_slice(payload);
-        data.extend_from_slice(key.unwrap_or_default());
+    fn copy(m: &RawMessage<'_>, headers: Option<OwnedHeaders>) -> Polled {
+        let mut data = Vec::with_capacity(m.payload.len() + m.key.map_or(0, <[u8]>::len));
+        data.extend_from_slice(m.payload);
+        data.extend_from_slice(m.key.unwrap_or_default());
         Polled {
+            offset: m.offset,
+            timestamp_ms: m.timestamp_ms,
+            data,
+            payload_len: m.payload.len(),
+            has_key: m.key.is_some(),
+            headers,
+        }
+    }
+
+    /// A message of the retry flow, with its headers (they carry the retry state).
+    fn with_headers(m: &rdkafka::message::BorrowedMessage<'_>) -> Polled {
+        let raw = RawMessage {
             offset: m.offset(),
             timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-            data,
-            payload_len: payload.len(),
-            has_key: key.is_some(),
-            headers: match mode {
-                Mode::Main => None,
-                Mode::Retry => m.headers().map(|h| h.detach()),
-            },
-        }
+            payload: m.payload().unwrap_or_default(),
+            key: m.key(),
+        };
+        Polled::copy(&raw, m.headers().map(|h| h.detach()))
     }
 
     /// The message holding `share` for as long as any part of it lives (in a copy, a batch or
@@ -216,6 +230,10 @@ pub(crate) struct PartitionTask {
     paused: bool,
     /// A polled message waiting for its share of the budget.
     waiting: Option<Polled>,
+    /// Messages taken from the queue in one batch and not routed yet (main flow).
+    fetched: VecDeque<Polled>,
+    /// The batch reader of the main flow (`None` in the retry flow, which reads headers).
+    reader: Option<BatchReader>,
     /// Metric handles, resolved once (a labelled lookup per message would cost more than the
     /// increment).
     meters: Meters,
@@ -246,6 +264,10 @@ impl PartitionTask {
             consumed_bytes: metrics::counter!("courier_consumed_bytes_total"),
             in_flight: metrics::gauge!("courier_partition_in_flight_messages", &labels),
         };
+        let reader = match env.mode {
+            Mode::Main => BatchReader::new(&consumer, &topic, partition),
+            Mode::Retry => None,
+        };
         PartitionTask {
             consumer,
             topic,
@@ -255,6 +277,8 @@ impl PartitionTask {
             view,
             paused: false,
             waiting: None,
+            fetched: VecDeque::new(),
+            reader,
             committing: None,
             meters,
         }
@@ -283,17 +307,10 @@ impl PartitionTask {
             let mut budget = POLL_BUDGET;
             let mut run: Option<Run> = None;
             while !self.paused && budget > 0 {
-                let Some(polled) = queue.poll(Duration::ZERO) else {
+                let Some(polled) = self.next(&queue, budget.min(FETCH_BATCH)) else {
                     break;
                 };
                 budget -= 1;
-                let polled = match polled {
-                    Ok(m) => Polled::copy(&m, self.env.mode),
-                    Err(err) => {
-                        tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "consume error");
-                        continue;
-                    }
-                };
                 let Some(share) = self.env.budget.try_take(polled.payload_len) else {
                     self.waiting = Some(polled);
                     self.set_paused(true);
@@ -360,6 +377,34 @@ impl PartitionTask {
             "partition stopped"
         );
         self.tracker.watermark()
+    }
+
+    /// The next message to route: from the last batch taken, else from a new batch of up to
+    /// `max` (main flow), or polled alone with its headers (retry flow).
+    fn next(&mut self, queue: &CourierPartitionQueue, max: usize) -> Option<Polled> {
+        if let Some(polled) = self.fetched.pop_front() {
+            return Some(polled);
+        }
+        let (topic, partition) = (&self.topic, self.partition);
+        let consume_error = |err: KafkaError| {
+            tracing::warn!(topic = &**topic, partition, error = %err, "consume error");
+        };
+        match &mut self.reader {
+            Some(reader) => {
+                let fetched = &mut self.fetched;
+                reader.read(max, |m| match m {
+                    Ok(m) => fetched.push_back(Polled::copy(&m, None)),
+                    Err(err) => consume_error(err),
+                });
+                self.fetched.pop_front()
+            }
+            None => loop {
+                match queue.poll(Duration::ZERO)? {
+                    Ok(m) => return Some(Polled::with_headers(&m)),
+                    Err(err) => consume_error(err),
+                }
+            },
+        }
     }
 
     /// Tracks a routed run and hands it its budget share; its acknowledgement reports it once
