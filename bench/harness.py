@@ -13,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -70,8 +71,7 @@ class Stack:
         bootstrap = STATE / "bootstrap"
         self.spawn("broker", [BIN / "courier-devstack", "broker", "--topic", f"{TOPIC}:{partitions}",
                               "--topic", f"{DLQ}:1", "--bootstrap-file", bootstrap])
-        self.spawn("s3", [BIN / "courier-devstack", "s3", "--listen", "127.0.0.1:18070",
-                          "--root", STATE / "s3", "--bucket", "bench"])
+        self.s3 = self.spawn("s3", self.s3_command())
         self.spawn("counter", [BIN / "courier-devstack", "count", "--listen", COUNTER])
         for _ in range(100):
             if bootstrap.exists() and bootstrap.read_text():
@@ -82,7 +82,34 @@ class Stack:
 
     def spawn(self, name, cmd):
         out = open(STATE / f"{name}.log", "w")
-        self.procs.append(subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out))
+        proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out)
+        self.procs.append(proc)
+        return proc
+
+    @staticmethod
+    def s3_command():
+        return [BIN / "courier-devstack", "s3", "--listen", "127.0.0.1:18070", "--root", STATE / "s3",
+                "--bucket", "bench"]
+
+    def fresh_s3(self):
+        """Restarts the S3 server on an empty directory: it keeps every object of a bucket in one
+        flat directory, and after a few hundred thousand objects (one W2 run of the Python
+        worker writes ~180,000) every request slows down, which would charge one subject for
+        another's objects."""
+        self.s3.terminate()
+        self.s3.wait(timeout=20)
+        self.procs.remove(self.s3)
+        shutil.rmtree(STATE / "s3", ignore_errors=True)
+        self.s3 = self.spawn("s3", self.s3_command())
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(S3, timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("the S3 server did not come back")
 
     def stop(self):
         for p in self.procs:
@@ -268,6 +295,8 @@ def main():
                 # Only Courier runs `mix` (the memory configuration).
                 for s in [s for s in subjects if s != "ceiling" and (w != "mix" or s == "courier")]:
                     check_log_start(probe)
+                    if w in ("w2", "mix"):
+                        stack.fresh_s3()
                     r = run_subject(stack, s, w, rep, backlog, args.python)
                     results["runs"].setdefault(f"{s}/{w}", []).append(r)
                     log(f"{s} {w} rep {rep}: {r}")
