@@ -239,23 +239,58 @@ impl std::fmt::Debug for Counter {
     }
 }
 
-#[derive(Deserialize)]
-struct Stamped {
-    #[serde(default)]
-    properties: Option<Stamp>,
-}
+/// The stamp of a latency event, as the producer writes it.
+const STAMP: &[u8] = b"\"bench_sent_ms\"";
 
-#[derive(Deserialize)]
-struct Stamp {
-    #[serde(default)]
-    bench_sent_ms: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Body {
-    Many(Vec<Stamped>),
-    One(Stamped),
+/// Counts the events of a body (a JSON array of objects, or one object) and reads their
+/// `bench_sent_ms` stamps in one pass over the bytes, without building values: the receiver
+/// only counts, and parsing every event took as much CPU as the subject spent routing it.
+/// `None` when the brackets do not balance or a string is not closed.
+fn scan(body: &[u8]) -> Option<(u64, Vec<u64>)> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let event_depth = if body[start] == b'[' { 2 } else { 1 };
+    let (mut depth, mut events) = (0usize, 0u64);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in &body[start..] {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth == event_depth && b == b'{' {
+                    events += 1;
+                }
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            _ => {}
+        }
+    }
+    if in_string || depth != 0 || events == 0 {
+        return None;
+    }
+    let stamps = memchr::memmem::find_iter(body, STAMP)
+        .filter_map(|at| {
+            // `"bench_sent_ms": 123` from serialisers that space their output.
+            let rest = &body[at + STAMP.len()..];
+            let colon = rest.iter().position(|b| !b.is_ascii_whitespace())?;
+            let value = rest.get(colon..)?.strip_prefix(b":")?;
+            let digits = &value[value.iter().position(|b| !b.is_ascii_whitespace())?..];
+            let end = digits
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .unwrap_or(digits.len());
+            std::str::from_utf8(&digits[..end]).ok()?.parse().ok()
+        })
+        .collect();
+    Some((events, stamps))
 }
 
 /// What the counter has seen (`GET /_count`).
@@ -299,19 +334,14 @@ impl Counter {
 
 async fn count(State(counts): State<Arc<Mutex<Counts>>>, body: Bytes) -> axum::http::StatusCode {
     let now = now_ms();
-    let events: Vec<Stamped> = match serde_json::from_slice::<Body>(&body) {
-        Ok(Body::Many(events)) => events,
-        Ok(Body::One(event)) => vec![event],
-        Err(_) => return axum::http::StatusCode::BAD_REQUEST,
+    let Some((events, stamps)) = scan(&body) else {
+        return axum::http::StatusCode::BAD_REQUEST;
     };
     let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
     c.requests += 1;
-    c.events += events.len() as u64;
-    for e in events {
-        if let Some(sent) = e.properties.and_then(|p| p.bench_sent_ms) {
-            c.latencies_ms.push(now.saturating_sub(sent));
-        }
-    }
+    c.events += events;
+    c.latencies_ms
+        .extend(stamps.into_iter().map(|sent| now.saturating_sub(sent)));
     axum::http::StatusCode::OK
 }
 
@@ -338,6 +368,30 @@ async fn reset(State(counts): State<Arc<Mutex<Counts>>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counter_counts_events_and_reads_stamps_without_parsing() {
+        let a = event(1, Some(1_700));
+        let b = event(2, None);
+        let c = event(3, Some(1_900));
+        let array = serde_json::to_vec(&json!([a, b, c])).unwrap();
+        let (events, mut stamps) = scan(&array).expect("an array of events");
+        stamps.sort_unstable();
+        assert_eq!((events, stamps), (3, vec![1_700, 1_900]));
+        let one = serde_json::to_vec(&b).unwrap();
+        assert_eq!(scan(&one), Some((1, vec![])));
+        let spaced = br#"[{"properties": {"bench_sent_ms" : 42}}]"#;
+        assert_eq!(scan(spaced), Some((1, vec![42])));
+        let tricky = br#"[{"a":"}{[\"]"},{"b":[{"c":1}]}]"#;
+        assert_eq!(
+            scan(tricky),
+            Some((2, vec![])),
+            "brackets in strings do not count"
+        );
+        for bad in [&b"[{"[..], b"[{\"a\":\"x}]", b"", b"[]", b"}{"] {
+            assert_eq!(scan(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
 
     #[test]
     fn events_are_half_to_one_kilobyte_and_customers_skewed() {
