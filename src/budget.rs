@@ -113,7 +113,13 @@ impl Budget {
 
     /// Bytes not taken right now (for status and tests).
     pub fn available_bytes(&self) -> usize {
-        self.inner.available.load(Ordering::SeqCst) * UNIT
+        self.available_units() * UNIT
+    }
+
+    /// KiB not taken right now: every message's share is at least one, so at most this many
+    /// messages could take one now.
+    pub fn available_units(&self) -> usize {
+        self.inner.available.load(Ordering::SeqCst)
     }
 }
 

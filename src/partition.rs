@@ -54,9 +54,9 @@ use crate::tracker::OffsetTracker;
 /// Messages taken from the queue before the task yields to its other duties.
 const POLL_BUDGET: usize = 256;
 
-/// Messages taken from librdkafka's queue in one call. Taken messages are copied out before
-/// they have a budget share, so a partition that finds the budget spent holds at most this
-/// many beyond it (with 128 partitions of ~0.75 KB events, ~24 MB in the worst case).
+/// Messages taken from librdkafka's queue in one call, at most. Taken messages are copied out
+/// before they have a budget share, so a call takes no more than the budget has KiB free right
+/// now (and at least one): a partition that finds the budget spent holds one message beyond it.
 const FETCH_BATCH: usize = 256;
 
 /// What every partition task shares.
@@ -307,7 +307,9 @@ impl PartitionTask {
             let mut budget = POLL_BUDGET;
             let mut run: Option<Run> = None;
             while !self.paused && budget > 0 {
-                let Some(polled) = self.next(&queue, budget.min(FETCH_BATCH)) else {
+                let free = self.env.budget.available_units().max(1);
+                let take = budget.min(FETCH_BATCH).min(free);
+                let Some(polled) = self.next(&queue, take) else {
                     break;
                 };
                 budget -= 1;
