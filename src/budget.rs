@@ -5,9 +5,8 @@
 //! budget bounds it for the worker. A partition task takes a message's share before routing it
 //! and the share travels with the message's bytes (see [`crate::partition`]), so it comes back
 //! when the last copy, batch or dead letter holding them is dropped: delivered, dead-lettered or
-//! abandoned. A task that finds the budget spent keeps
-//! the message, pauses its partition and waits for a share; every release wakes the waiters,
-//! which try again.
+//! abandoned. A task that finds the budget spent keeps the message, pauses its partition and
+//! waits for a share; every release wakes the waiters, which try again.
 //!
 //! Invariant: a share is never larger than the whole budget (a message larger than the budget
 //! takes all of it), so every message can eventually go.

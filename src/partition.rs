@@ -307,9 +307,7 @@ impl PartitionTask {
             let mut budget = POLL_BUDGET;
             let mut run: Option<Run> = None;
             while !self.paused && budget > 0 {
-                let free = self.env.budget.available_units().max(1);
-                let take = budget.min(FETCH_BATCH).min(free);
-                let Some(polled) = self.next(&queue, take) else {
+                let Some(polled) = self.next(&queue, budget) else {
                     break;
                 };
                 budget -= 1;
@@ -382,7 +380,8 @@ impl PartitionTask {
     }
 
     /// The next message to route: from the last batch taken, else from a new batch of up to
-    /// `max` (main flow), or polled alone with its headers (retry flow).
+    /// `max` (and [`FETCH_BATCH`], and the budget's free KiB; main flow), or polled alone with
+    /// its headers (retry flow).
     fn next(&mut self, queue: &CourierPartitionQueue, max: usize) -> Option<Polled> {
         if let Some(polled) = self.fetched.pop_front() {
             return Some(polled);
@@ -393,6 +392,8 @@ impl PartitionTask {
         };
         match &mut self.reader {
             Some(reader) => {
+                let free = self.env.budget.available_units().max(1);
+                let max = max.min(FETCH_BATCH).min(free);
                 let fetched = &mut self.fetched;
                 reader.read(max, |m| match m {
                     Ok(m) => fetched.push_back(Polled::copy(&m, None)),

@@ -333,9 +333,10 @@ impl Destination for S3Archive {
         let redelivery = last.is_none_or(|last| range.first <= last);
         let mut key = self.key(batch, Some(range));
         let dir = Self::dir_of(&key).to_owned();
-        let keys = match redelivery {
-            true => self.listing(&dir, last.is_none()).await?,
-            false => Arc::default(),
+        let keys = if redelivery {
+            self.listing(&dir, last.is_none()).await?
+        } else {
+            Arc::default()
         };
         let (skip, reached) = Self::archived_head(&keys, &dir, range);
         let mut rest = range.clone();
@@ -348,9 +349,9 @@ impl Destination for S3Archive {
                 first = rest.first,
                 "redelivered events already archived; writing the rest"
             );
-            // The directory stays the one of the batch's first event, where the overlap was
-            // found.
-            key = format!("{dir}{}{SUFFIX}", rest.name());
+            // `rest` keeps the batch's first timestamp: the directory stays the one where the
+            // overlap was found.
+            key = self.key(&batch[skip..], Some(&rest));
         }
         if rest.events > 0 {
             let body = ndjson_gz(&batch[skip..]);
