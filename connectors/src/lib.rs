@@ -10,6 +10,7 @@
 //! - [`registry`]: typed connector kinds ([`ConnectorKind`]) behind an object-safe facade, and
 //!   the [`Registry`] that builds destination instances from settings.
 //! - [`secret`]: a string that never prints.
+//! - `gzip`: gzip bodies with a deflate state reused per thread.
 //! - [`http`]: the HTTP status classification shared by every HTTP connector.
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
 //! - [`warehouse`]: the warehouse layout (tables, columns, safe identifiers) for the
@@ -29,6 +30,7 @@ pub mod blackhole;
 pub mod destination;
 pub mod error;
 pub mod event;
+mod gzip;
 pub mod http;
 pub mod mapping;
 pub mod mixpanel;

@@ -1,20 +1,18 @@
 //! The `s3` archive connector (see the module above).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use sha2::{Digest, Sha256};
 
 use super::bucket::{Bucket, S3Location};
 use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
+use crate::gzip::gzip;
 use crate::registry::{ConnectorKind, SettingDoc};
 
 const SUFFIX: &str = ".ndjson.gz";
@@ -27,8 +25,22 @@ const SUFFIX: &str = ".ndjson.gz";
 /// with a write that outlives its owner's drain timeout.
 const LISTING_REUSE: Duration = Duration::from_secs(2);
 
-/// A directory's keys as listed at a moment.
-type Listing = (Instant, Arc<Vec<String>>);
+/// A directory whose listing held more keys than this (more than one page of
+/// `ListObjectsV2`) is not listed whole again for an hour: a first batch there lists its own
+/// partition's objects instead, one request. Listing a directory of tens of thousands of small
+/// objects for every few first batches cost more than the writes.
+const LARGE_DIRECTORY: usize = 1000;
+
+/// How long a directory is remembered as large (its hour ends by then).
+const LARGE_FOR: Duration = Duration::from_secs(3600);
+
+/// A directory's keys as listed at a moment (none kept when it was large).
+#[derive(Debug)]
+struct Listing {
+    at: Instant,
+    keys: Arc<Vec<String>>,
+    large: bool,
+}
 
 /// A built `s3` archive destination.
 #[derive(Debug)]
@@ -38,8 +50,11 @@ pub struct S3Archive {
     /// after it continues this instance's own objects and cannot cover any of them, so the
     /// listing for covered objects is skipped.
     written: Mutex<HashMap<(Arc<str>, i32), i64>>,
-    /// Recent listings by directory, for first batches (see [`LISTING_REUSE`]).
+    /// Recent listings by directory, for first batches (see [`LISTING_REUSE`]), and the
+    /// directories known to be large (see [`LARGE_DIRECTORY`]).
     listings: Mutex<HashMap<String, Listing>>,
+    /// Held while a first batch looks for or takes a listing (see [`S3Archive::listing`]).
+    list_lock: tokio::sync::Mutex<()>,
 }
 
 impl ConnectorKind for S3Archive {
@@ -66,6 +81,7 @@ impl ConnectorKind for S3Archive {
             bucket: Bucket::new(settings),
             written: Default::default(),
             listings: Default::default(),
+            list_lock: Default::default(),
         }))
     }
 }
@@ -140,26 +156,24 @@ pub(crate) fn ids_hash(batch: &[Arc<Event>]) -> String {
 /// sit between JSON tokens (inside strings it is escaped), so breaks become spaces.
 pub(crate) fn ndjson_gz(batch: &[Arc<Event>]) -> Vec<u8> {
     let raw: usize = batch.iter().map(|e| e.raw().len() + 1).sum();
-    let mut gz = GzEncoder::new(Vec::with_capacity(raw / 4), Compression::fast());
-    let mut line = Vec::new();
-    for event in batch {
-        let bytes = event.raw();
-        let out: &[u8] = if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
-            line.clear();
-            line.extend(
-                bytes
-                    .iter()
-                    .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
-            );
-            &line
-        } else {
-            bytes
-        };
-        // Writing into a Vec cannot fail.
-        let _ = gz.write_all(out);
-        let _ = gz.write_all(b"\n");
-    }
-    gz.finish().unwrap_or_default()
+    gzip(raw / 4, |gz| {
+        let mut line = Vec::new();
+        for event in batch {
+            let bytes = event.raw();
+            if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+                line.clear();
+                line.extend(
+                    bytes
+                        .iter()
+                        .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+                );
+                gz.write(&line);
+            } else {
+                gz.write(bytes);
+            }
+            gz.write(b"\n");
+        }
+    })
 }
 
 impl S3Archive {
@@ -187,6 +201,11 @@ impl S3Archive {
         }
     }
 
+    /// The key prefix `dir/topic-partition-` of a range's complete and retry objects.
+    fn partition_prefix(dir: &str, range: &SourceRange) -> String {
+        format!("{dir}{}-{}-", range.topic, range.partition)
+    }
+
     /// The directory (with its trailing `/`) of a key.
     fn dir_of(key: &str) -> &str {
         key.rfind('/').map_or("", |end| &key[..=end])
@@ -204,7 +223,7 @@ impl S3Archive {
         if range.events as i64 != consecutive {
             return (0, None);
         }
-        let partition = format!("{dir}{}-{}-", range.topic, range.partition);
+        let partition = Self::partition_prefix(dir, range);
         let mut next = range.first;
         let mut reached = None;
         // Objects may follow each other (the previous owner wrote several past the committed
@@ -241,8 +260,7 @@ impl S3Archive {
         range: &SourceRange,
         keys: &[String],
     ) -> Result<(), DeliveryError> {
-        let dir = Self::dir_of(key);
-        let partition = format!("{dir}{}-{}-", range.topic, range.partition);
+        let partition = Self::partition_prefix(Self::dir_of(key), range);
         // Keys sort by first position, so the search starts at this range's first.
         let start = format!("{partition}{:020}", range.first);
         let from = keys.partition_point(|k| k.as_str() < start.as_str());
@@ -264,24 +282,56 @@ impl S3Archive {
         Ok(())
     }
 
-    /// The keys directly in `dir`, in key order: a listing younger than [`LISTING_REUSE`]
-    /// when `reuse`, else a new one.
-    async fn listing(&self, dir: &str, reuse: bool) -> Result<Arc<Vec<String>>, DeliveryError> {
-        if reuse {
+    /// The keys in `dir` that a batch of `range` needs, in key order. A partition's `first`
+    /// batch here takes a listing of the whole directory younger than [`LISTING_REUSE`] or
+    /// makes one (shared with the other partitions' first batches), unless the directory is
+    /// large; a redelivery, or a first batch in a large directory, lists the partition's own
+    /// objects (`dir/topic-partition-`), which are all the batch looks at.
+    async fn listing(
+        &self,
+        dir: &str,
+        range: &SourceRange,
+        first: bool,
+    ) -> Result<Arc<Vec<String>>, DeliveryError> {
+        // One whole listing at a time: first batches arriving together wait for it and reuse
+        // it instead of listing the directory once each.
+        let _listing = if first {
+            Some(self.list_lock.lock().await)
+        } else {
+            None
+        };
+        let whole = first && {
             let listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((at, keys)) = listings.get(dir) {
-                if at.elapsed() < LISTING_REUSE {
-                    return Ok(keys.clone());
-                }
+            match listings.get(dir) {
+                Some(l) if l.large => false,
+                Some(l) if l.at.elapsed() < LISTING_REUSE => return Ok(l.keys.clone()),
+                _ => true,
             }
+        };
+        if !whole {
+            let mut keys = self
+                .bucket
+                .list_in_directory(&Self::partition_prefix(dir, range))
+                .await?;
+            keys.sort_unstable();
+            return Ok(Arc::new(keys));
         }
         let at = Instant::now();
         let mut keys = self.bucket.list_in_directory(dir).await?;
         keys.sort_unstable();
         let keys = Arc::new(keys);
+        let large = keys.len() > LARGE_DIRECTORY;
         let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
-        listings.retain(|_, (taken, _)| taken.elapsed() < LISTING_REUSE);
-        listings.insert(dir.to_owned(), (at, keys.clone()));
+        listings.retain(|_, l| l.at.elapsed() < if l.large { LARGE_FOR } else { LISTING_REUSE });
+        let kept = if large { Arc::default() } else { keys.clone() };
+        listings.insert(
+            dir.to_owned(),
+            Listing {
+                at,
+                keys: kept,
+                large,
+            },
+        );
         Ok(keys)
     }
 }
@@ -329,12 +379,12 @@ impl Destination for S3Archive {
             .get(&lane)
             .copied();
         // A partition's first batch here, or a redelivery: the objects already there matter.
-        // The first batch may use a recent listing of the directory (see LISTING_REUSE).
+        // The first batch may use a recent listing of the directory (see `listing`).
         let redelivery = last.is_none_or(|last| range.first <= last);
         let mut key = self.key(batch, Some(range));
         let dir = Self::dir_of(&key).to_owned();
         let keys = if redelivery {
-            self.listing(&dir, last.is_none()).await?
+            self.listing(&dir, range, last.is_none()).await?
         } else {
             Arc::default()
         };
@@ -404,6 +454,7 @@ mod tests {
         let archive = S3Archive {
             written: Default::default(),
             listings: Default::default(),
+            list_lock: Default::default(),
             bucket: Bucket::new(S3Location {
                 bucket: "b".into(),
                 prefix: "/raw/".into(),

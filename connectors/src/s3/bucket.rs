@@ -8,6 +8,7 @@
 //! requires them, which every S3-compatible server accepts.
 
 use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 
 use crate::destination::BuildContext;
@@ -30,6 +32,14 @@ use crate::secret::Secret;
 pub const MULTIPART_THRESHOLD: usize = 16 * 1024 * 1024;
 /// The size of each part of a multipart upload (S3's minimum is 5 MiB).
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// How long one attempt of a request (a whole object or one part, and its answer) may take
+/// before it fails as retryable: a server that accepts a connection and never answers must not
+/// hold a batch, and the offsets behind it, forever.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long connecting may take (the SDK's own default is 3.1 s).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where objects go: a bucket, a key prefix, and how to reach and sign for them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -146,7 +156,13 @@ async fn build_client(loc: &S3Location) -> Client {
         .region(Region::new(loc.region.clone()))
         .force_path_style(loc.path_style)
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
-        .response_checksum_validation(ResponseChecksumValidation::WhenRequired);
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(CONNECT_TIMEOUT)
+                .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+                .build(),
+        );
     if let Some(endpoint) = &loc.endpoint {
         config = config.endpoint_url(endpoint);
     }

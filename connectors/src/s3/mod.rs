@@ -10,7 +10,13 @@
 //! cut was made by age), the complete objects of that partition and hour it covers are deleted
 //! after it is written. The listing for covered objects runs for a partition's first batch in
 //! this process and for any batch starting at or before the last position this process
-//! archived (a redelivery); a batch continuing past it is one request.
+//! archived (a redelivery); a batch continuing past it is one request. First batches share
+//! one listing of their directory (one listing at a time per destination, reused for two
+//! seconds); a redelivery, or a first batch in a directory that held more than a page of keys,
+//! lists only its partition's objects.
+//!
+//! Bodies are gzip at the fastest level, on a deflate state reused per thread; every request
+//! attempt has a timeout (a server that never answers fails the attempt as retryable).
 //!
 //! Files roll with the destination's batch limits (`delivery.batch_max_events`,
 //! `batch_max_bytes`, `batch_max_age_ms`); objects over 16 MiB are uploaded in 8 MiB parts.

@@ -28,11 +28,8 @@
 //! effect (they are only named by the ledger after a commit).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use futures::SinkExt;
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, Transaction};
@@ -40,6 +37,7 @@ use tokio_postgres::{Client, Transaction};
 use crate::destination::SourceRange;
 use crate::error::DeliveryError;
 use crate::event::Event;
+use crate::gzip::gzip;
 use crate::s3::Bucket;
 use crate::warehouse::csv::write_rows;
 use crate::warehouse::plan::{merge_by_id, plan};
@@ -466,12 +464,9 @@ async fn stage_rows(
             let mut keys = Vec::new();
             let mut entries = Vec::new();
             for (i, chunk) in rows.chunks(ROWS_PER_FILE).enumerate() {
-                let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
                 let mut csv = Vec::new();
                 write_rows(chunk, columns, &mut csv);
-                // Writing into a Vec cannot fail.
-                let _ = gz.write_all(&csv);
-                let body = gz.finish().unwrap_or_default();
+                let body = gzip(csv.len() / 4, |gz| gz.write(&csv));
                 let key = format!("{dir}/part-{i:05}.csv.gz");
                 let length = body.len();
                 bucket
