@@ -350,7 +350,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 dry_run: args.dry_run,
             };
             // Delivery logs go to stderr at warn, so the summary stays readable.
-            telemetry::init(&courier::settings::LogSettings {
+            telemetry::init_stderr(&courier::settings::LogSettings {
                 level: "warn".into(),
                 ..settings.log.clone()
             });
