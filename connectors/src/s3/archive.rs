@@ -293,33 +293,29 @@ impl S3Archive {
         range: &SourceRange,
         first: bool,
     ) -> Result<Arc<Vec<String>>, DeliveryError> {
-        // One whole listing at a time: first batches arriving together wait for it and reuse
-        // it instead of listing the directory once each.
-        let _listing = if first {
-            Some(self.list_lock.lock().await)
-        } else {
-            None
-        };
-        let whole = first && {
-            let listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
-            match listings.get(dir) {
-                Some(l) if l.large => false,
-                Some(l) if l.at.elapsed() < LISTING_REUSE => return Ok(l.keys.clone()),
-                _ => true,
+        if first {
+            // One whole listing at a time: first batches arriving together wait for it and
+            // reuse it instead of listing the directory once each.
+            let _one = self.list_lock.lock().await;
+            let known = {
+                let listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+                listings
+                    .get(dir)
+                    .map(|l| (l.large, l.at.elapsed() < LISTING_REUSE, l.keys.clone()))
+            };
+            match known {
+                Some((true, _, _)) => {}
+                Some((false, true, keys)) => return Ok(keys),
+                _ => return self.list_whole(dir).await,
             }
-        };
-        if !whole {
-            let mut keys = self
-                .bucket
-                .list_in_directory(&Self::partition_prefix(dir, range))
-                .await?;
-            keys.sort_unstable();
-            return Ok(Arc::new(keys));
         }
+        self.sorted_keys(&Self::partition_prefix(dir, range)).await
+    }
+
+    /// Lists the whole of `dir` and remembers the listing (or, when it is large, only that).
+    async fn list_whole(&self, dir: &str) -> Result<Arc<Vec<String>>, DeliveryError> {
         let at = Instant::now();
-        let mut keys = self.bucket.list_in_directory(dir).await?;
-        keys.sort_unstable();
-        let keys = Arc::new(keys);
+        let keys = self.sorted_keys(dir).await?;
         let large = keys.len() > LARGE_DIRECTORY;
         let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
         listings.retain(|_, l| l.at.elapsed() < if l.large { LARGE_FOR } else { LISTING_REUSE });
@@ -333,6 +329,13 @@ impl S3Archive {
             },
         );
         Ok(keys)
+    }
+
+    /// The keys that start with `prefix` and have no `/` after it, sorted.
+    async fn sorted_keys(&self, prefix: &str) -> Result<Arc<Vec<String>>, DeliveryError> {
+        let mut keys = self.bucket.list_in_directory(prefix).await?;
+        keys.sort_unstable();
+        Ok(Arc::new(keys))
     }
 }
 
