@@ -46,6 +46,11 @@ impl<T> Batcher<T> {
         ready
     }
 
+    /// The bytes of the current batch.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// When the current batch must leave, if there is one.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline

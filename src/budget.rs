@@ -6,7 +6,9 @@
 //! and the share travels with the message's bytes (see [`crate::partition`]), so it comes back
 //! when the last copy, batch or dead letter holding them is dropped: delivered, dead-lettered or
 //! abandoned. A task that finds the budget spent keeps the message, pauses its partition and
-//! waits for a share; every release wakes the waiters, which try again.
+//! waits for a share; every release wakes the waiters, which try again. A waiter also raises
+//! the process's [`pressure`](crate::pressure) signal, so destinations with room to send cut
+//! the partial batches that hold the budget instead of waiting for their age.
 //!
 //! Invariant: a share is never larger than the whole budget (a message larger than the budget
 //! takes all of it), so every message can eventually go.
@@ -54,6 +56,22 @@ impl Drop for Share {
     }
 }
 
+/// Counts a waiter for as long as it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Budget {
     /// A budget of `bytes` (rounded up to whole KiB, at least one).
     pub fn new(bytes: usize) -> Budget {
@@ -98,15 +116,13 @@ impl Budget {
             // Registered before counting as waiting: a release after the count is seen, and
             // its wake-up reaches this waiter.
             released.as_mut().enable();
-            self.inner.waiting.fetch_add(1, Ordering::SeqCst);
-            let share = self.try_take(bytes);
-            if share.is_none() {
-                released.await;
-            }
-            self.inner.waiting.fetch_sub(1, Ordering::SeqCst);
-            if let Some(share) = share {
+            // Counted until this iteration ends, also when the caller drops the wait.
+            let _waiting = Waiting::enter(&self.inner.waiting);
+            if let Some(share) = self.try_take(bytes) {
                 return share;
             }
+            let _pressing = crate::pressure::pressure().enter();
+            released.await;
         }
     }
 

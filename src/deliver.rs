@@ -22,6 +22,11 @@
 //! Every request first passes the instance's circuit breaker (closed, or the half-open probe)
 //! and rate limiter; while the circuit is open its batches wait, still in flight.
 //!
+//! A batch also leaves before it is full or old when the consumer's in-flight byte budget is
+//! spent and this instance has room to send (fewer batches ready or in flight than its
+//! concurrency): the oldest partial batches of at least [`PRESSURE_CUT_BYTES`] go at once (see
+//! [`crate::pressure`]).
+//!
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
 //!
@@ -58,6 +63,11 @@ use crate::settings::DeliverySettings;
 
 /// Copies taken from the queue at once (one wake-up and one clock read for all of them).
 const RECEIVE_MANY: usize = 256;
+
+/// A partial batch smaller than this is not cut early under memory pressure: its request
+/// would cost more than the bytes it gives back (an archive with thousands of lanes holds a
+/// few KiB in each).
+const PRESSURE_CUT_BYTES: usize = 64 * 1024;
 
 /// One event on its way to one destination.
 #[derive(Debug)]
@@ -204,6 +214,35 @@ impl Lane {
     }
 }
 
+/// Under memory pressure: moves the oldest partial batches of at least [`PRESSURE_CUT_BYTES`]
+/// on lanes without a batch in flight, at most `room` of them, to `ready`; returns the largest
+/// partial batch left.
+fn cut_partial(
+    batchers: &mut HashMap<Lane, Batcher<EventCopy>>,
+    busy: &HashSet<Lane>,
+    ready: &mut VecDeque<(Lane, Vec<EventCopy>)>,
+    room: usize,
+) -> usize {
+    let mut partial: Vec<(Instant, &Lane)> = batchers
+        .iter()
+        .filter(|(lane, b)| !busy.contains(*lane) && b.bytes() >= PRESSURE_CUT_BYTES)
+        .filter_map(|(lane, batcher)| batcher.deadline().map(|d| (d, lane)))
+        .collect();
+    partial.sort_unstable_by_key(|(deadline, _)| *deadline);
+    let oldest: Vec<Lane> = partial
+        .into_iter()
+        .take(room)
+        .map(|(_, lane)| lane.clone())
+        .collect();
+    for lane in oldest {
+        if let Some(batch) = batchers.get_mut(&lane).and_then(Batcher::flush) {
+            ready.push_back((lane, batch));
+        }
+    }
+    batchers.retain(|_, b| b.deadline().is_some());
+    batchers.values().map(Batcher::bytes).max().unwrap_or(0)
+}
+
 /// Groups a batch by source partition, each partition's copies in their order, partitions in
 /// order of first appearance.
 fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
@@ -292,6 +331,10 @@ impl Worker {
         let mut in_flight = FuturesUnordered::new();
         let mut inbox = Vec::with_capacity(RECEIVE_MANY);
         let mut closed = false;
+        let pressure = crate::pressure::pressure();
+        // At least the largest partial batch's bytes (exact after a cut under pressure): a
+        // signal is only worth looking at when some batch may be large enough to cut.
+        let mut largest = 0;
         loop {
             while in_flight.len() < settings.concurrency {
                 let Some(i) = ready.iter().position(|(lane, _)| !busy.contains(lane)) else {
@@ -312,6 +355,20 @@ impl Worker {
             if closed && ready.is_empty() && in_flight.is_empty() {
                 return;
             }
+            // The listener is taken before the level is read: a waiter that starts after the
+            // read signals it.
+            let signalled = pressure.signalled();
+            tokio::pin!(signalled);
+            let may_cut = largest >= PRESSURE_CUT_BYTES
+                && ready.is_empty()
+                && in_flight.len() < settings.concurrency;
+            if may_cut && pressure.is_on() {
+                let room = settings.concurrency - in_flight.len();
+                largest = cut_partial(&mut batchers, &busy, &mut ready, room);
+                if !ready.is_empty() {
+                    continue;
+                }
+            }
             let can_receive = !closed && ready.len() < settings.concurrency.max(1);
             let deadline = batchers.values().filter_map(Batcher::deadline).min();
             tokio::select! {
@@ -328,6 +385,8 @@ impl Worker {
                     }
                     batchers.retain(|_, b| b.deadline().is_some());
                 }
+                // Pressure came on: the level is looked at above.
+                () = &mut signalled, if may_cut => {}
                 received = rx.recv_many(&mut inbox, RECEIVE_MANY), if can_receive => {
                     if received == 0 {
                         // Every sender is gone and the queue is empty.
@@ -346,6 +405,7 @@ impl Worker {
                             .entry(lane.clone())
                             .or_insert_with(|| Batcher::new(limits));
                         let full = batcher.push(copy, size, now);
+                        largest = largest.max(batcher.bytes());
                         ready.extend(full.into_iter().map(|b| (lane.clone(), b)));
                     }
                 }

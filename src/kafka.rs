@@ -31,9 +31,10 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         // default is 500 ms); costs a few empty fetches per second on an idle partition.
         .set("fetch.wait.max.ms", "100")
         // Prefetched bytes per partition (librdkafka's default, 64 MiB, lets memory grow with
-        // the number of partitions a worker owns): 512 KiB keep the drain rate with the short
-        // queue backoff below while 128 partitions prefetch at most 64 MiB (bench/RESULTS.md).
-        .set("queued.max.messages.kbytes", "512")
+        // the number of partitions a worker owns): 128 KiB keep the drain rate with the short
+        // queue backoff below while 128 partitions prefetch at most 16 MiB (at 512 KiB the
+        // route-only benchmark peaked ~70 MB higher at the same rate; bench/RESULTS.md).
+        .set("queued.max.messages.kbytes", "128")
         // A partition whose prefetch queue is at that bound is looked at again after this
         // long (librdkafka's default, 1000 ms, left partitions idle for most of each second
         // once the task had emptied their queue: a backlog drained at about half the rate).

@@ -8,7 +8,8 @@
 //! - [`route`]: the routing table (write key → customer → enabled, filtered destinations).
 //! - [`ack`]: the per-message acknowledgement shared by its destination copies.
 //! - [`tracker`]: per-partition completion and the committable watermark.
-//! - [`budget`]: the bytes a consumer may hold undone across its partitions.
+//! - [`budget`]: the bytes a consumer may hold undone across its partitions;
+//!   [`pressure`]: a spent budget asks destinations with room to send to cut partial batches.
 //! - [`deliver`]: one task per destination instance: batch, send, retry, dead-letter.
 //! - [`batch`], [`backoff`]: the pure pieces of delivery.
 //! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.
@@ -54,6 +55,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod ops;
 pub mod partition;
+pub mod pressure;
 pub mod ratelimit;
 pub mod replay;
 pub mod retry;

@@ -1,9 +1,9 @@
-//! Bounded in-flight per partition: at the bound the partition pauses, resumes below it, and
-//! every event still arrives.
+//! Bounded in-flight per partition and per worker: at the bound the partition pauses, resumes
+//! below it, and every event still arrives; partial batches that hold the budget leave early.
 
 use std::time::Duration;
 
-use crate::support::{ids, until_fully_committed, Spec, Stack};
+use crate::support::{eventually, ids, until_fully_committed, Spec, Stack};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
@@ -83,5 +83,48 @@ async fn the_byte_budget_bounds_all_partitions_together() {
     assert!(
         paused.len() >= 2,
         "partitions paused for the shared budget, not their own bound: {paused:?}"
+    );
+}
+
+/// A destination's partial batch that holds the budget is sent at once, not when it is full or
+/// old: with batches of up to 10,000 events cut after ten minutes and a 256 KiB budget (~370
+/// events of ~700 bytes), the first 1,600 of 2,000 events arrive in batches cut under pressure,
+/// and their offsets are committed. (The last partial batch holds no one up, so it waits for
+/// its age.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_batches_holding_the_budget_leave_before_their_age() {
+    let stack = Stack::start(Spec {
+        env: &[
+            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "262144"),
+            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "262144"),
+        ],
+        ..Spec::one_hook(
+            2,
+            "delivery = { batch_max_events = 10000, batch_max_bytes = 16777216, batch_max_age_ms = 600000 }",
+        )
+    })
+    .await;
+    let events = stack.produce_events("wk_acme", "acme", 0..2_000).await;
+    let _worker = stack.worker("worker");
+    let committed = || -> i64 { stack.offsets().iter().filter_map(|p| p.committed).sum() };
+    eventually(
+        Duration::from_secs(60),
+        "events delivered and committed under pressure",
+        || committed() >= 1_600,
+    )
+    .await;
+    let stats = stack.receiver.stats("acme/hook");
+    assert!(
+        stats.requests >= 4,
+        "the events left in several batches cut under pressure: {stats:?}"
+    );
+    // Committed first: whatever it covers was delivered before it.
+    let committed = committed();
+    let delivered = stack.receiver.message_ids("acme/hook");
+    assert!(delivered.is_subset(&ids(&events)));
+    assert!(
+        committed <= delivered.len() as i64,
+        "nothing committed past what was delivered: {committed} > {}",
+        delivered.len()
     );
 }
