@@ -56,22 +56,6 @@ impl Drop for Share {
     }
 }
 
-/// Counts a waiter for as long as it lives.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
-        count.fetch_add(1, Ordering::SeqCst);
-        Waiting(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl Budget {
     /// A budget of `bytes` (rounded up to whole KiB, at least one).
     pub fn new(bytes: usize) -> Budget {
@@ -117,7 +101,7 @@ impl Budget {
             // its wake-up reaches this waiter.
             released.as_mut().enable();
             // Counted until this iteration ends, also when the caller drops the wait.
-            let _waiting = Waiting::enter(&self.inner.waiting);
+            let _waiting = crate::pressure::Held::enter(&self.inner.waiting);
             if let Some(share) = self.try_take(bytes) {
                 return share;
             }

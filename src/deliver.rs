@@ -24,8 +24,9 @@
 //!
 //! A batch also leaves before it is full or old when the consumer's in-flight byte budget is
 //! spent and this instance has room to send (fewer batches ready or in flight than its
-//! concurrency): the oldest partial batches of at least [`PRESSURE_CUT_BYTES`] go at once (see
-//! [`crate::pressure`]).
+//! concurrency): the oldest partial batches of at least [`PRESSURE_CUT_BYTES`] go at once; and
+//! while a partition drains (revoke or shutdown) every partial batch goes at once, so the drain
+//! does not wait for batch ages longer than its timeout (see [`crate::pressure`]).
 //!
 //! Batches of one instance may complete out of order (concurrency > 1); the offset tracker
 //! commits in order regardless.
@@ -243,6 +244,16 @@ fn cut_partial(
     batchers.values().map(Batcher::bytes).max().unwrap_or(0)
 }
 
+/// Moves every partial batch to `ready` (the queue closed, or a partition is draining).
+fn flush_all(
+    batchers: &mut HashMap<Lane, Batcher<EventCopy>>,
+    ready: &mut VecDeque<(Lane, Vec<EventCopy>)>,
+) {
+    for (lane, mut batcher) in batchers.drain() {
+        ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
+    }
+}
+
 /// Groups a batch by source partition, each partition's copies in their order, partitions in
 /// order of first appearance.
 fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
@@ -359,6 +370,13 @@ impl Worker {
             // read signals it.
             let signalled = pressure.signalled();
             tokio::pin!(signalled);
+            let drained = pressure.drained();
+            tokio::pin!(drained);
+            if pressure.is_draining() && !batchers.is_empty() {
+                flush_all(&mut batchers, &mut ready);
+                largest = 0;
+                continue;
+            }
             let may_cut = largest >= PRESSURE_CUT_BYTES
                 && ready.is_empty()
                 && in_flight.len() < settings.concurrency;
@@ -385,15 +403,15 @@ impl Worker {
                     }
                     batchers.retain(|_, b| b.deadline().is_some());
                 }
-                // Pressure came on: the level is looked at above.
+                // Pressure came on, or a partition started draining: the levels are looked
+                // at above.
                 () = &mut signalled, if may_cut => {}
+                () = &mut drained, if !batchers.is_empty() => {}
                 received = rx.recv_many(&mut inbox, RECEIVE_MANY), if can_receive => {
                     if received == 0 {
                         // Every sender is gone and the queue is empty.
                         closed = true;
-                        for (lane, mut batcher) in batchers.drain() {
-                            ready.extend(batcher.flush().map(|b| (lane.clone(), b)));
-                        }
+                        flush_all(&mut batchers, &mut ready);
                         continue;
                     }
                     // One clock read per chunk: the copies arrived together.

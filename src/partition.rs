@@ -19,8 +19,9 @@
 //!   back when the last copy, batch or dead letter holding them drops); a task that finds it
 //!   spent keeps the message it polled, pauses, and routes it once its share is free;
 //! - on cancellation (revoke or shutdown) the task stops taking messages, waits up to the drain
-//!   timeout for in-flight ones, and returns the final watermark for the caller to commit
-//!   synchronously. Whatever is not done by then is redelivered to the next owner.
+//!   timeout for in-flight ones (meanwhile destinations send their partial batches at once),
+//!   and returns the final watermark for the caller to commit synchronously. Whatever is not
+//!   done by then is redelivered to the next owner.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -359,7 +360,11 @@ impl PartitionTask {
                 () = wake.notified(), if !self.paused => {}
             }
         }
-        self.drain(&mut done_rx).await;
+        {
+            // Destinations send their partial batches now instead of at their age.
+            let _draining = crate::pressure::pressure().drain();
+            self.drain(&mut done_rx).await;
+        }
         // An older watermark must not land after the caller's final commit.
         if let Some(commit) = self.committing.take() {
             let _ = commit.await;

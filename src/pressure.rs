@@ -1,5 +1,6 @@
-//! The process-wide memory-pressure signal: a partition waiting for a share of the in-flight
-//! byte budget asks delivery to cut its partial batches early.
+//! The process-wide signals that make delivery cut partial batches before they are full or
+//! old: memory pressure (a partition waiting for a share of the in-flight byte budget) and
+//! draining (a partition stopping on revoke or shutdown).
 //!
 //! Without it, the budget and the batchers could hold each other up: every destination keeps a
 //! partial batch until it is full or old, and when those partial batches together hold the
@@ -13,6 +14,13 @@
 //! Pressure is a level (some waiter is waiting now, [`Pressure::is_on`]) and an edge (a
 //! signal when a waiter starts waiting, [`Pressure::signalled`]): a delivery task looks at the
 //! level before it sleeps, after taking its listener, so a signal is never missed in between.
+//!
+//! Draining is a level and an edge too ([`Pressure::drain`], [`Pressure::is_draining`],
+//! [`Pressure::drained`]). While a partition drains, every destination sends all its partial
+//! batches at once, whatever their size: the drain waits for in-flight messages only up to its
+//! timeout, and a batch whose age is longer would otherwise be abandoned and redelivered to
+//! the next owner (a duplicate for the destination). Partitions that keep running meanwhile
+//! get smaller batches for as long as the drain lasts.
 //!
 //! Invariants: signalling never blocks and costs one clock read and, at most once per
 //! [`MIN_INTERVAL`], one wake-up of the listening delivery tasks; cutting early only changes
@@ -40,6 +48,9 @@ pub struct Pressure {
     /// Budget waiters right now: pressure is on while there is any.
     waiting: AtomicUsize,
     notify: Notify,
+    /// Partitions draining right now.
+    draining: AtomicUsize,
+    drain_notify: Notify,
 }
 
 impl Pressure {
@@ -50,15 +61,17 @@ impl Pressure {
             last_us: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             notify: Notify::new(),
+            draining: AtomicUsize::new(0),
+            drain_notify: Notify::new(),
         }
     }
 
     /// Pressure is on until the returned guard drops: a waiter for a budget share holds one
     /// while it waits. Entering also signals.
-    pub fn enter(&self) -> Pressing<'_> {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
+    pub fn enter(&self) -> Held<'_> {
+        let held = Held::enter(&self.waiting);
         self.signal();
-        Pressing(self)
+        held
     }
 
     /// Whether some waiter for a budget share is waiting now.
@@ -87,15 +100,42 @@ impl Pressure {
     pub fn signalled(&self) -> Notified<'_> {
         self.notify.notified()
     }
+
+    /// Draining is on until the returned guard drops: a partition holds one while it waits for
+    /// its in-flight messages. Entering wakes every listening destination (not rate-limited:
+    /// it happens once per partition stop).
+    pub fn drain(&self) -> Held<'_> {
+        let held = Held::enter(&self.draining);
+        self.drain_notify.notify_waiters();
+        held
+    }
+
+    /// Whether some partition is draining now.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst) > 0
+    }
+
+    /// Resolves when a partition starts draining; registered as soon as it is created.
+    pub fn drained(&self) -> Notified<'_> {
+        self.drain_notify.notified()
+    }
 }
 
-/// Pressure held on by one waiter (see [`Pressure::enter`]).
+/// One count held up for as long as the guard lives (a waiter, a draining partition).
 #[derive(Debug)]
-pub struct Pressing<'a>(&'a Pressure);
+pub struct Held<'a>(&'a AtomicUsize);
 
-impl Drop for Pressing<'_> {
+impl<'a> Held<'a> {
+    /// Counts one more in `count` until dropped.
+    pub fn enter(count: &'a AtomicUsize) -> Held<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Held(count)
+    }
+}
+
+impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -142,6 +182,25 @@ mod tests {
         assert!(pressure.is_on(), "one waiter is left");
         drop(b);
         assert!(!pressure.is_on());
+    }
+
+    #[tokio::test]
+    async fn draining_wakes_at_once_and_is_on_while_held() {
+        let pressure = Pressure::new(Duration::from_secs(3600));
+        let listener = pressure.drained();
+        let held = pressure.drain();
+        tokio::time::timeout(Duration::from_millis(200), listener)
+            .await
+            .expect("a drain wakes its listeners");
+        assert!(pressure.is_draining());
+        assert!(!pressure.is_on(), "draining is not memory pressure");
+        let again = pressure.drained();
+        let second = pressure.drain();
+        tokio::time::timeout(Duration::from_millis(200), again)
+            .await
+            .expect("every drain wakes, however close");
+        drop((held, second));
+        assert!(!pressure.is_draining());
     }
 
     #[tokio::test]

@@ -89,8 +89,8 @@ async fn the_byte_budget_bounds_all_partitions_together() {
 /// A destination's partial batch that holds the budget is sent at once, not when it is full or
 /// old: with batches of up to 10,000 events cut after ten minutes and a 256 KiB budget (~370
 /// events of ~700 bytes), the first 1,600 of 2,000 events arrive in batches cut under pressure,
-/// and their offsets are committed. (The last partial batch holds no one up, so it waits for
-/// its age.)
+/// and their offsets are committed. The last partial batch holds no one up, so it waits for its
+/// age, until SIGTERM: the drain sends it at once, and every event is delivered and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_batches_holding_the_budget_leave_before_their_age() {
     let stack = Stack::start(Spec {
@@ -105,7 +105,7 @@ async fn partial_batches_holding_the_budget_leave_before_their_age() {
     })
     .await;
     let events = stack.produce_events("wk_acme", "acme", 0..2_000).await;
-    let _worker = stack.worker("worker");
+    let mut worker = stack.worker("worker");
     let committed = || -> i64 { stack.offsets().iter().filter_map(|p| p.committed).sum() };
     eventually(
         Duration::from_secs(60),
@@ -127,4 +127,11 @@ async fn partial_batches_holding_the_budget_leave_before_their_age() {
         "nothing committed past what was delivered: {committed} > {}",
         delivered.len()
     );
+    worker.signal("TERM");
+    let status = worker
+        .wait(Duration::from_secs(20))
+        .expect("the worker exits after SIGTERM");
+    assert!(status.success(), "clean exit: {status:?}");
+    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
+    assert!(stack.fully_committed(), "{:?}", stack.offsets());
 }
