@@ -182,37 +182,118 @@ impl Fields {
 }
 
 /// The fields read in the validation pass; everything else is skipped without allocating.
+/// Each string borrows from the input unless it has escapes (see [`Text`]).
 #[derive(Deserialize)]
 struct Head<'a> {
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "text")]
     event_type: Option<Cow<'a, str>>,
-    #[serde(rename = "messageId", borrow)]
+    #[serde(rename = "messageId", borrow, default, deserialize_with = "text")]
     message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "writeKey", borrow)]
+    #[serde(rename = "writeKey", borrow, default, deserialize_with = "text")]
     write_key: Option<Cow<'a, str>>,
     #[serde(rename = "userId", borrow, default, deserialize_with = "id_value")]
     user_id: Option<Cow<'a, str>>,
     #[serde(rename = "anonymousId", borrow, default, deserialize_with = "id_value")]
     anonymous_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     event: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "text")]
     name: Option<Cow<'a, str>>,
+}
+
+/// A JSON string as text that borrows from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies inside an `Option`: five allocations per event); with `numbers`, a
+/// JSON number is taken as its text too (ids).
+struct Text {
+    numbers: bool,
+}
+
+impl Text {
+    fn number<'de, E: serde::de::Error>(
+        &self,
+        text: String,
+        unexpected: serde::de::Unexpected<'_>,
+    ) -> Result<Cow<'de, str>, E> {
+        if self.numbers {
+            Ok(Cow::Owned(text))
+        } else {
+            Err(E::invalid_type(unexpected, self))
+        }
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Text {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.numbers {
+            "a string or a number"
+        } else {
+            "a string"
+        })
+    }
+
+    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v))
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), serde::de::Unexpected::Signed(v))
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), serde::de::Unexpected::Unsigned(v))
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.number(v.to_string(), serde::de::Unexpected::Float(v))
+    }
+}
+
+/// `null` or a [`Text`].
+struct OptionalText(Text);
+
+impl<'de> serde::de::Visitor<'de> for OptionalText {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)?;
+        f.write_str(" or null")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        if self.0.numbers {
+            d.deserialize_any(self.0).map(Some)
+        } else {
+            d.deserialize_str(self.0).map(Some)
+        }
+    }
+}
+
+/// A string field, borrowed when it can be.
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
+    d.deserialize_option(OptionalText(Text { numbers: false }))
 }
 
 /// Segment ids are strings, but some libraries send numbers; both identify a user.
 fn id_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Id<'a> {
-        Str(#[serde(borrow)] Cow<'a, str>),
-        Num(serde_json::Number),
-    }
-    Ok(match Option::<Id<'de>>::deserialize(d)? {
-        None => None,
-        Some(Id::Str(s)) => Some(s),
-        Some(Id::Num(n)) => Some(Cow::Owned(n.to_string())),
-    })
+    d.deserialize_option(OptionalText(Text { numbers: true }))
 }
 
 fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
@@ -362,9 +443,39 @@ mod tests {
         assert_eq!(e.name(), Some("Caf\u{e9}"));
         assert_eq!(e.message_id(), "m\"1");
         assert_eq!(e.write_key(), "wk");
+        assert!(matches!(e.message_id, Field::Owned(_)));
         let (back, err) = Event::parse_or_return(Bytes::from_static(b"{}"), 10).unwrap_err();
         assert_eq!(&back[..], b"{}", "a rejected payload comes back");
         assert_eq!(err, DecodeError::Missing("type"));
+    }
+
+    #[test]
+    fn unescaped_fields_are_spans_of_the_bytes() {
+        let raw =
+            br#"{"type":"track","event":"Bid","messageId":"m1","writeKey":"wk","userId":"u1"}"#;
+        let e = parse(raw).unwrap();
+        for field in [&e.message_id, &e.write_key, e.name.as_ref().unwrap()] {
+            assert!(matches!(field, Field::Span { .. }), "a field was copied");
+        }
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_or_null_ids() {
+        let number_id =
+            br#"{"type":"track","event":"Bid","messageId":7,"writeKey":"wk","userId":"u"}"#;
+        assert!(
+            matches!(parse(number_id), Err(DecodeError::Json(m)) if m.contains("expected a string"))
+        );
+        let object_user = br#"{"type":"page","messageId":"m","writeKey":"k","userId":{"a":1}}"#;
+        assert!(matches!(parse(object_user), Err(DecodeError::Json(_))));
+        let null_user =
+            br#"{"type":"page","messageId":"m","writeKey":"k","userId":null,"anonymousId":1.5}"#;
+        assert!(
+            parse(null_user).is_ok(),
+            "a null id is absent, a number is an id"
+        );
+        let null_type = br#"{"type":null,"messageId":"m","writeKey":"k","userId":"u"}"#;
+        assert_eq!(parse(null_type).unwrap_err(), DecodeError::Missing("type"));
     }
 
     #[test]
