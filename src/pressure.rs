@@ -2,14 +2,15 @@
 //! old: memory pressure (a partition waiting for a share of the in-flight byte budget) and
 //! draining (a partition stopping on revoke or shutdown).
 //!
-//! Without it, the budget and the batchers could hold each other up: every destination keeps a
-//! partial batch until it is full or old, and when those partial batches together hold the
-//! whole budget, consumption stops until the batch age cuts them (100 destinations × 500
-//! events of ~700 bytes is more than a 32 MiB budget: the backlog drained at a third of its
-//! rate). With the signal, a destination that has room to send (fewer batches ready or in
-//! flight than its concurrency) sends its oldest partial batches at once, so held bytes turn
-//! into deliveries and shares come back. A busy destination keeps filling its batches: cutting
-//! them smaller would only add requests to a queue that is already the bottleneck.
+//! Without the pressure signal, the budget and the batchers could hold each other up: every
+//! destination keeps a partial batch until it is full or old, and when those partial batches
+//! together hold the whole budget, consumption stops until the batch age cuts them (100
+//! destinations × 500 events of ~700 bytes is more than a 32 MiB budget: the backlog drained
+//! at a third of its rate). With the signal, a destination that has room to send (fewer
+//! batches ready or in flight than its concurrency) sends its oldest partial batches at once,
+//! so held bytes turn into deliveries and shares come back. A busy destination keeps filling
+//! its batches: cutting them smaller would only add requests to a queue that is already the
+//! bottleneck.
 //!
 //! Pressure is a level (some waiter is waiting now, [`Pressure::is_on`]) and an edge (a
 //! signal when a waiter starts waiting, [`Pressure::signalled`]): a delivery task looks at the
@@ -37,7 +38,7 @@ use tokio::sync::Notify;
 /// message by message, and each retry would otherwise wake every listening destination.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
-/// The memory-pressure signal (one per process: see [`pressure`]).
+/// The pressure and drain signals (one per process: see [`pressure`]).
 #[derive(Debug)]
 pub struct Pressure {
     origin: Instant,
