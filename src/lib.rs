@@ -9,7 +9,8 @@
 //! - [`ack`]: the per-message acknowledgement shared by its destination copies.
 //! - [`tracker`]: per-partition completion and the committable watermark.
 //! - [`budget`]: the bytes a consumer may hold undone across its partitions;
-//!   [`pressure`]: a spent budget asks destinations with room to send to cut partial batches.
+//!   [`pressure`]: a spent budget, or a draining partition, makes destinations send partial
+//!   batches early.
 //! - [`deliver`]: one task per destination instance: batch, send, retry, dead-letter.
 //! - [`batch`], [`backoff`]: the pure pieces of delivery.
 //! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.

@@ -119,12 +119,12 @@ async fn partial_batches_holding_the_budget_leave_before_their_age() {
         "the events left in several batches cut under pressure: {stats:?}"
     );
     // Committed first: whatever it covers was delivered before it.
-    let committed = committed();
+    let committed_now = committed();
     let delivered = stack.receiver.message_ids("acme/hook");
     assert!(delivered.is_subset(&ids(&events)));
     assert!(
-        committed <= delivered.len() as i64,
-        "nothing committed past what was delivered: {committed} > {}",
+        committed_now <= delivered.len() as i64,
+        "nothing committed past what was delivered: {committed_now} > {}",
         delivered.len()
     );
     worker.signal("TERM");
