@@ -4,12 +4,14 @@
 //! PostgreSQL's `COPY ... (FORMAT csv)` and Redshift's `COPY ... CSV EMPTYASNULL` read back.
 //! NUL characters, which neither database stores in text, are dropped.
 
+use std::sync::Arc;
+
 use super::rows::Row;
 
 /// Appends `rows` as CSV lines with the cells of `columns`, in that order.
 pub fn write_rows<'a>(
     rows: impl IntoIterator<Item = &'a Row>,
-    columns: &[String],
+    columns: &[Arc<str>],
     out: &mut Vec<u8>,
 ) {
     // Sorted columns (the loader's) walk each row's cells, also sorted, side by side instead of
@@ -25,7 +27,7 @@ pub fn write_rows<'a>(
                 while cells.next_if(|(name, _)| *name < column).is_some() {}
                 cells.next_if(|(name, _)| *name == column).map(|(_, v)| v)
             } else {
-                row.columns.get(column)
+                row.columns.get(&**column)
             };
             write_cell(value.and_then(|v| v.text.as_deref()), out);
         }
@@ -39,16 +41,15 @@ fn write_cell(text: Option<&str>, out: &mut Vec<u8>) {
         return;
     };
     out.push(b'"');
-    for part in text.as_bytes().split_inclusive(|&b| b == b'"' || b == 0) {
-        match part.split_last() {
-            Some((b'"', head)) => {
-                out.extend_from_slice(head);
-                out.extend_from_slice(b"\"\"");
-            }
-            Some((0, head)) => out.extend_from_slice(head),
-            _ => out.extend_from_slice(part),
+    let mut rest = text.as_bytes();
+    while let Some(i) = memchr::memchr2(b'"', 0, rest) {
+        out.extend_from_slice(&rest[..i]);
+        if rest[i] == b'"' {
+            out.extend_from_slice(b"\"\"");
         }
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -63,18 +64,18 @@ mod tests {
     fn quotes_values_and_leaves_nulls_empty() {
         let cell = |t: Option<&str>| Value {
             column_type: ColumnType::Text,
-            text: t.map(str::to_owned),
+            text: t.map(Arc::from),
         };
         let row = Row {
             table: "t".into(),
             columns: BTreeMap::from([
-                ("a".to_owned(), cell(Some("say \"hi\", ok\nbye"))),
-                ("b".to_owned(), cell(None)),
-                ("c".to_owned(), cell(Some("nul\0byte"))),
+                ("a".into(), cell(Some("say \"hi\", ok\nbye"))),
+                ("b".into(), cell(None)),
+                ("c".into(), cell(Some("nul\0byte"))),
             ]),
         };
         let mut out = Vec::new();
-        let columns = ["c", "b", "a", "missing"].map(String::from);
+        let columns = ["c", "b", "a", "missing"].map(Arc::from);
         write_rows([&row], &columns, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
@@ -82,7 +83,7 @@ mod tests {
         );
         // Sorted columns take the side-by-side walk: same fields, in column order.
         let mut sorted = Vec::new();
-        let columns = ["a", "aa", "b", "c", "d"].map(String::from);
+        let columns = ["a", "aa", "b", "c", "d"].map(Arc::from);
         write_rows([&row, &row], &columns, &mut sorted);
         let line = "\"say \"\"hi\"\", ok\nbye\",,,\"nulbyte\",\n";
         assert_eq!(String::from_utf8(sorted).unwrap(), format!("{line}{line}"));

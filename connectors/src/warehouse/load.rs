@@ -160,13 +160,13 @@ fn tables_of(
     sources: &[SourceRange],
     received_at_ms: i64,
     dialect: Dialect,
-) -> BTreeMap<String, TableRows> {
+) -> BTreeMap<Arc<str>, TableRows> {
     let spans: Vec<usize> = if sources.is_empty() {
         vec![batch.len()]
     } else {
         sources.iter().map(|s| s.events).collect()
     };
-    let mut tables: BTreeMap<String, TableRows> = BTreeMap::new();
+    let mut tables: BTreeMap<Arc<str>, TableRows> = BTreeMap::new();
     let builder = RowBuilder::new(received_at_ms, dialect);
     let mut events = batch.iter();
     for (i, span) in spans.iter().enumerate() {
@@ -259,7 +259,7 @@ pub(crate) async fn load(
     ) in tables.into_iter().enumerate()
     {
         let t = format!("{s}.{}", quote(&table));
-        if !catalog.contains_key(&table) {
+        if !catalog.contains_key(&*table) {
             tx.execute(
                 &format!(
                     "CREATE TABLE IF NOT EXISTS {t} (\"id\" {} NOT NULL, \"received_at\" timestamptz)",
@@ -272,16 +272,16 @@ pub(crate) async fn load(
                 .query(
                     "SELECT column_name::text, data_type::text FROM information_schema.columns \
                      WHERE table_schema = $1 AND table_name = $2",
-                    &[&target.schema, &table],
+                    &[&target.schema, &&*table],
                 )
                 .await?
                 .iter()
                 .map(|r| (r.get::<_, String>(0), column_type(&r.get::<_, String>(1))))
                 .collect();
-            catalog.insert(table.clone(), columns);
+            catalog.insert(table.to_string(), columns);
         }
-        let existing = catalog.entry(table.clone()).or_default();
-        let table_rows = if table == USERS {
+        let existing = catalog.entry(table.to_string()).or_default();
+        let table_rows = if &*table == USERS {
             merge_by_id(table_rows)
         } else {
             table_rows
@@ -290,7 +290,7 @@ pub(crate) async fn load(
         for (column, ty) in &p.new_columns {
             // The catalog was read under the lock (or cached, and then a concurrent change
             // fails this statement and the retry reads it again), so the column is new.
-            existing.insert(column.clone(), *ty);
+            existing.insert(column.to_string(), *ty);
             tx.execute(
                 &format!(
                     "ALTER TABLE {t} ADD COLUMN {} {}",
@@ -310,18 +310,18 @@ pub(crate) async fn load(
             Dialect::Redshift => format!("CREATE TEMP TABLE {stage} (LIKE {t})"),
         };
         tx.execute(&create_stage, &[]).await?;
-        let columns: Vec<String> = p.columns.keys().cloned().collect();
+        let columns: Vec<Arc<str>> = p.columns.keys().cloned().collect();
         let list = columns
             .iter()
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(", ");
         let files = stage_rows(&tx, target, &id, &table, &stage, &list, &columns, &p.rows).await?;
-        loaded += if table == USERS {
+        loaded += if &*table == USERS {
             // Users accumulate traits: staged non-NULL values update the row, new ids insert.
             let set = columns
                 .iter()
-                .filter(|c| c.as_str() != "id")
+                .filter(|c| &***c != "id")
                 .map(|c| format!("{0} = COALESCE(s.{0}, t.{0})", quote(c)))
                 .collect::<Vec<_>>()
                 .join(", ");
@@ -360,7 +360,7 @@ pub(crate) async fn load(
             if *rows > 0 {
                 let source = sources.get(i);
                 ledger_rows.push(LedgerRow {
-                    table: table.clone(),
+                    table: table.to_string(),
                     topic: source.map(|r| r.topic.to_string()),
                     partition: source.map(|r| r.partition),
                     first: source.map(|r| r.first),
@@ -436,7 +436,7 @@ async fn stage_rows(
     table: &str,
     stage: &str,
     list: &str,
-    columns: &[String],
+    columns: &[Arc<str>],
     rows: &[Row],
 ) -> Result<Vec<String>, LoadError> {
     match &target.staging {

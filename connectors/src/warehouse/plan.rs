@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::BuildHasher;
+use std::sync::Arc;
 
 use super::identifier::sanitize;
 use super::rows::{ColumnType, Dialect, Row};
@@ -19,9 +20,9 @@ pub struct TablePlan {
     /// The table.
     pub table: String,
     /// Every column the rows use, with its type (existing columns keep theirs).
-    pub columns: BTreeMap<String, ColumnType>,
+    pub columns: BTreeMap<Arc<str>, ColumnType>,
     /// Columns to add before loading.
-    pub new_columns: BTreeMap<String, ColumnType>,
+    pub new_columns: BTreeMap<Arc<str>, ColumnType>,
     /// The rows, with misfitting values moved to their `_text` columns.
     pub rows: Vec<Row>,
 }
@@ -36,7 +37,7 @@ pub fn fits(column: ColumnType, value: ColumnType) -> bool {
 /// One row per `id`, later rows' non-NULL cells over earlier ones (rows in delivery order):
 /// how identifies merge into the `users` table.
 pub fn merge_by_id(rows: Vec<Row>) -> Vec<Row> {
-    let mut merged: BTreeMap<Option<String>, Row> = BTreeMap::new();
+    let mut merged: BTreeMap<Option<Arc<str>>, Row> = BTreeMap::new();
     for row in rows {
         let id = row.columns.get("id").and_then(|v| v.text.clone());
         match merged.get_mut(&id) {
@@ -63,29 +64,35 @@ pub fn plan<S: BuildHasher>(
     dialect: Dialect,
 ) -> TablePlan {
     // Columns of this batch by name (first type seen wins), looked up for every cell.
-    let mut seen: foldhash::HashMap<String, ColumnType> = foldhash::HashMap::default();
+    let mut seen: foldhash::HashMap<Arc<str>, ColumnType> = foldhash::HashMap::default();
     let mut planned = Vec::with_capacity(rows.len());
     // Cells of the current row that move to another column: (from, to).
-    let mut moves: Vec<(String, String)> = Vec::new();
+    let mut moves: Vec<(Arc<str>, Arc<str>)> = Vec::new();
     for mut row in rows {
         for (name, value) in &row.columns {
-            let known = |n: &str| existing.get(n).or_else(|| seen.get(n)).copied();
-            let (column, column_type) = match known(name) {
-                None => (None, value.column_type),
-                Some(t) if value.text.is_none() || fits(t, value.column_type) => (None, t),
-                Some(_) => {
-                    let text_name = sanitize(&format!("{name}_text"), dialect.max_identifier());
-                    let t = known(&text_name).unwrap_or(ColumnType::Text);
-                    (Some(text_name), t)
-                }
+            // `seen` agrees with `existing` on every column both hold, so it is asked first:
+            // after a table's first row most cells are found there, in one lookup.
+            let seen_type = seen.get(&**name).copied();
+            let fitting = match seen_type.or_else(|| existing.get(&**name).copied()) {
+                None => Some(value.column_type),
+                Some(t) if value.text.is_none() || fits(t, value.column_type) => Some(t),
+                Some(_) => None,
             };
-            let target = column.as_deref().unwrap_or(name);
-            if !seen.contains_key(target) {
-                seen.insert(target.to_owned(), column_type);
+            if let Some(t) = fitting {
+                if seen_type.is_none() {
+                    seen.insert(name.clone(), t);
+                }
+                continue;
             }
-            if let Some(to) = column {
-                moves.push((name.clone(), to));
-            }
+            let text_name: Arc<str> =
+                sanitize(&format!("{name}_text"), dialect.max_identifier()).into();
+            let t = seen
+                .get(&*text_name)
+                .or_else(|| existing.get(&*text_name))
+                .copied()
+                .unwrap_or(ColumnType::Text);
+            seen.entry(text_name.clone()).or_insert(t);
+            moves.push((name.clone(), text_name));
         }
         for (from, to) in moves.drain(..) {
             if let Some(value) = row.columns.remove(&from) {
@@ -94,10 +101,10 @@ pub fn plan<S: BuildHasher>(
         }
         planned.push(row);
     }
-    let columns: BTreeMap<String, ColumnType> = seen.into_iter().collect();
+    let columns: BTreeMap<Arc<str>, ColumnType> = seen.into_iter().collect();
     let new_columns = columns
         .iter()
-        .filter(|(name, _)| !existing.contains_key(name.as_str()))
+        .filter(|(name, _)| !existing.contains_key(&***name))
         .map(|(name, t)| (name.clone(), *t))
         .collect();
     TablePlan {
@@ -120,10 +127,10 @@ mod tests {
                 .iter()
                 .map(|(n, t, v)| {
                     (
-                        n.to_string(),
+                        Arc::from(*n),
                         Value {
                             column_type: *t,
-                            text: v.map(str::to_owned),
+                            text: v.map(Arc::from),
                         },
                     )
                 })
@@ -190,8 +197,8 @@ mod tests {
         assert_eq!(
             p.new_columns,
             BTreeMap::from([
-                ("plan".to_owned(), ColumnType::Text),
-                ("price_text".to_owned(), ColumnType::Text)
+                (Arc::from("plan"), ColumnType::Text),
+                (Arc::from("price_text"), ColumnType::Text)
             ])
         );
         assert_eq!(

@@ -2,9 +2,14 @@
 //!
 //! Pure: no I/O, no SQL. Every table and column name here went through
 //! [`sanitize`](super::sanitize); every value is text for a load file (or `None` for NULL).
+//!
+//! Names and texts are shared `Arc<str>`s: a batch's builder makes each distinct name once and
+//! every cell of that column points at it, and a track's standard cells are shared by its
+//! `tracks` row and its own table's row. A cell costs no allocation beyond its text.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value as Json};
@@ -66,16 +71,16 @@ pub struct Value {
     /// The type the value suggests for its column.
     pub column_type: ColumnType,
     /// The value as load-file text.
-    pub text: Option<String>,
+    pub text: Option<Arc<str>>,
 }
 
 /// One row for one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// The (sanitised) table name.
-    pub table: String,
+    pub table: Arc<str>,
     /// Cells by (sanitised) column name.
-    pub columns: BTreeMap<String, Value>,
+    pub columns: BTreeMap<Arc<str>, Value>,
 }
 
 /// The standard tables; an event table that would clash with one gets `_event` appended.
@@ -89,36 +94,40 @@ pub const STANDARD_TABLES: [&str; 7] = [
     "users",
 ];
 
-fn timestamp_text(s: &str) -> Option<String> {
+fn timestamp_text(s: &str) -> Option<Arc<str>> {
     let t = DateTime::parse_from_rfc3339(s).ok()?;
     Some(
         t.with_timezone(&Utc)
-            .to_rfc3339_opts(SecondsFormat::Millis, true),
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
+            .into(),
     )
 }
 
 fn cell(v: &Json) -> Value {
     let (column_type, text) = match v {
         Json::Null => (ColumnType::Text, None),
-        Json::Bool(b) => (ColumnType::Boolean, Some(b.to_string())),
-        Json::Number(n) if n.is_i64() => (ColumnType::BigInt, Some(n.to_string())),
-        Json::Number(n) => (ColumnType::Double, Some(n.to_string())),
+        Json::Bool(b) => (ColumnType::Boolean, Some(b.to_string().into())),
+        Json::Number(n) if n.is_i64() => (ColumnType::BigInt, Some(n.to_string().into())),
+        Json::Number(n) => (ColumnType::Double, Some(n.to_string().into())),
         Json::String(s) => match timestamp_text(s) {
             Some(t) => (ColumnType::Timestamp, Some(t)),
-            None => (ColumnType::Text, Some(s.clone())),
+            None => (ColumnType::Text, Some(s.as_str().into())),
         },
-        other => (ColumnType::Text, Some(other.to_string())),
+        other => (ColumnType::Text, Some(other.to_string().into())),
     };
     Value { column_type, text }
 }
 
 /// Turns events into rows, applying the naming rules of one dialect; one builder serves a
-/// whole batch, so each distinct raw name is sanitised once.
+/// whole batch, so each distinct raw name is sanitised and allocated once.
 #[derive(Debug)]
 pub struct RowBuilder {
     max: usize,
-    received_at: String,
-    names: RefCell<foldhash::HashMap<String, String>>,
+    received_at: Arc<str>,
+    /// Raw names (event names, property paths) → sanitised names.
+    names: RefCell<foldhash::HashMap<String, Arc<str>>>,
+    /// The layout's own names (standard columns and tables), used as they are.
+    fixed: RefCell<foldhash::HashMap<&'static str, Arc<str>>>,
 }
 
 impl RowBuilder {
@@ -128,60 +137,63 @@ impl RowBuilder {
             max: dialect.max_identifier(),
             received_at: DateTime::<Utc>::from_timestamp_millis(received_at_ms)
                 .unwrap_or_default()
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+                .to_rfc3339_opts(SecondsFormat::Millis, true)
+                .into(),
             names: RefCell::default(),
+            fixed: RefCell::default(),
         }
     }
 
     /// The rows `event` becomes (see [`rows`]).
     pub fn rows(&self, event: &Event) -> Vec<Row> {
-        let received_at = self.received_at.as_str();
         let mut object: Map<String, Json> = match serde_json::from_slice(event.raw()) {
             Ok(Json::Object(map)) => map,
             _ => Map::new(),
         };
-        let standard = self.standard(event, &object, received_at);
+        let standard = self.standard(event, &object);
         let text = |v: Option<&str>| Value {
             column_type: ColumnType::Text,
-            text: v.map(str::to_owned),
+            text: v.map(Arc::from),
         };
-        let row = |table: &str, columns| Row {
-            table: table.to_owned(),
-            columns,
-        };
+        let row = |table: Arc<str>, columns| Row { table, columns };
         match event.event_type() {
             EventType::Track => {
                 let name = event.name().unwrap_or_default();
                 let mut table = self.name(name);
-                if STANDARD_TABLES.contains(&table.as_str()) {
+                if STANDARD_TABLES.contains(&&*table) {
                     table = self.name(&format!("{table}_event"));
                 }
+                let event_column = Value {
+                    column_type: ColumnType::Text,
+                    text: Some(table.clone()),
+                };
+                let event_text = text(Some(name));
                 let mut tracks = standard.clone();
-                tracks.insert("event".into(), text(Some(&table)));
-                tracks.insert("event_text".into(), text(Some(name)));
+                tracks.insert(self.fixed("event"), event_column.clone());
+                tracks.insert(self.fixed("event_text"), event_text.clone());
                 let mut own = standard;
-                own.insert("event".into(), text(Some(&table)));
-                own.insert("event_text".into(), text(Some(name)));
+                own.insert(self.fixed("event"), event_column);
+                own.insert(self.fixed("event_text"), event_text);
                 self.flatten(&mut own, "", &fields(&mut object, "properties"));
-                vec![row("tracks", tracks), row(&table, own)]
+                vec![row(self.fixed("tracks"), tracks), row(table, own)]
             }
             EventType::Identify => {
                 let traits = fields(&mut object, "traits");
                 let mut identifies = standard;
                 self.flatten(&mut identifies, "", &traits);
-                let mut rows = vec![row("identifies", identifies)];
+                let mut rows = vec![row(self.fixed("identifies"), identifies)];
                 if let Some(user) = event_user(&object) {
                     let mut users = BTreeMap::new();
-                    users.insert("id".to_owned(), text(Some(&user)));
+                    users.insert(self.fixed("id"), text(Some(&user)));
                     users.insert(
-                        "received_at".to_owned(),
+                        self.fixed("received_at"),
                         Value {
                             column_type: ColumnType::Timestamp,
-                            text: Some(received_at.to_owned()),
+                            text: Some(self.received_at.clone()),
                         },
                     );
                     self.flatten(&mut users, "", &traits);
-                    rows.push(row("users", users));
+                    rows.push(row(self.fixed("users"), users));
                 }
                 rows
             }
@@ -192,9 +204,9 @@ impl RowBuilder {
                     "screens"
                 };
                 let mut columns = standard;
-                columns.insert("name".into(), text(event.name()));
+                columns.insert(self.fixed("name"), text(event.name()));
                 self.flatten(&mut columns, "", &fields(&mut object, "properties"));
-                vec![row(table, columns)]
+                vec![row(self.fixed(table), columns)]
             }
             EventType::Group => {
                 let mut columns = standard;
@@ -202,73 +214,92 @@ impl RowBuilder {
                     Json::String(s) => s.clone(),
                     other => other.to_string(),
                 });
-                columns.insert("group_id".into(), text(group.as_deref()));
+                columns.insert(self.fixed("group_id"), text(group.as_deref()));
                 self.flatten(&mut columns, "", &fields(&mut object, "traits"));
-                vec![row("groups", columns)]
+                vec![row(self.fixed("groups"), columns)]
             }
             EventType::Alias => {
                 let mut columns = standard;
                 let previous = object.get("previousId").and_then(Json::as_str);
-                columns.insert("previous_id".into(), text(previous));
-                vec![row("aliases", columns)]
+                columns.insert(self.fixed("previous_id"), text(previous));
+                vec![row(self.fixed("aliases"), columns)]
             }
         }
     }
 
     /// `raw` sanitised, from the batch's cache when seen before.
-    fn name(&self, raw: &str) -> String {
+    fn name(&self, raw: &str) -> Arc<str> {
         if let Some(name) = self.names.borrow().get(raw) {
             return name.clone();
         }
-        let name = sanitize(raw, self.max);
+        let name: Arc<str> = sanitize(raw, self.max).into();
         self.names.borrow_mut().insert(raw.to_owned(), name.clone());
         name
+    }
+
+    /// One of the layout's own names (already safe), shared by every row of the batch.
+    fn fixed(&self, name: &'static str) -> Arc<str> {
+        self.fixed
+            .borrow_mut()
+            .entry(name)
+            .or_insert_with(|| name.into())
+            .clone()
     }
 
     /// Adds the fields of `object` (flattened, keys joined with `_` after `prefix`) without
     /// replacing columns already there: a clashing field gets `_prop` appended.
     fn flatten(
         &self,
-        columns: &mut BTreeMap<String, Value>,
+        columns: &mut BTreeMap<Arc<str>, Value>,
         prefix: &str,
         object: &Map<String, Json>,
     ) {
+        let mut path = String::with_capacity(64);
+        path.push_str(prefix);
+        self.flatten_at(columns, &mut path, object);
+    }
+
+    /// [`Self::flatten`] below the raw path `path` (restored on return).
+    fn flatten_at(
+        &self,
+        columns: &mut BTreeMap<Arc<str>, Value>,
+        path: &mut String,
+        object: &Map<String, Json>,
+    ) {
         for (key, value) in object {
-            let path = if prefix.is_empty() {
-                key.clone()
-            } else {
-                format!("{prefix}_{key}")
-            };
+            let len = path.len();
+            if len > 0 {
+                path.push('_');
+            }
+            path.push_str(key);
             match value {
-                Json::Object(inner) => self.flatten(columns, &path, inner),
+                Json::Object(inner) => self.flatten_at(columns, path, inner),
                 _ => {
-                    let mut column = self.name(&path);
+                    let mut column = self.name(path);
                     if columns.contains_key(&column) {
                         column = self.name(&format!("{column}_prop"));
                     }
                     columns.entry(column).or_insert_with(|| cell(value));
                 }
             }
+            path.truncate(len);
         }
     }
 
-    fn standard(
-        &self,
-        event: &Event,
-        object: &Map<String, Json>,
-        received_at: &str,
-    ) -> BTreeMap<String, Value> {
+    fn standard(&self, event: &Event, object: &Map<String, Json>) -> BTreeMap<Arc<str>, Value> {
         let mut columns = BTreeMap::new();
-        let text = |v: &str| Value {
-            column_type: ColumnType::Text,
-            text: Some(v.to_owned()),
-        };
-        columns.insert("id".into(), text(event.message_id()));
         columns.insert(
-            "received_at".into(),
+            self.fixed("id"),
+            Value {
+                column_type: ColumnType::Text,
+                text: Some(event.message_id().into()),
+            },
+        );
+        columns.insert(
+            self.fixed("received_at"),
             Value {
                 column_type: ColumnType::Timestamp,
-                text: Some(received_at.to_owned()),
+                text: Some(self.received_at.clone()),
             },
         );
         for (field, column) in [
@@ -288,7 +319,7 @@ impl RowBuilder {
                     text: None,
                 };
             }
-            columns.insert(column.into(), v);
+            columns.insert(self.fixed(column), v);
         }
         if let Some(Json::Object(context)) = object.get("context") {
             self.flatten(&mut columns, "context", context);
@@ -329,7 +360,9 @@ mod tests {
     }
 
     fn text(row: &Row, column: &str) -> Option<String> {
-        row.columns.get(column).and_then(|v| v.text.clone())
+        row.columns
+            .get(column)
+            .and_then(|v| v.text.as_deref().map(str::to_owned))
     }
 
     #[test]
@@ -339,7 +372,7 @@ mod tests {
         );
         let rows = rows(&e, 0, Dialect::Postgres);
         assert_eq!(
-            rows.iter().map(|r| r.table.as_str()).collect::<Vec<_>>(),
+            rows.iter().map(|r| &*r.table).collect::<Vec<_>>(),
             ["tracks", "order_completed"]
         );
         let own = &rows[1];
@@ -389,12 +422,15 @@ mod tests {
             }
         }
         let own = rows(&e, 0, Dialect::Postgres).pop().unwrap();
-        assert_eq!(own.table, "drop_table_tracks");
+        assert_eq!(&*own.table, "drop_table_tracks");
         assert!(own.columns.contains_key("select_") && own.columns.contains_key("a_b_c"));
         let clash = parse(
             r#"{"type":"track","event":"Tracks","messageId":"m","writeKey":"k","userId":"u"}"#,
         );
-        assert_eq!(rows(&clash, 0, Dialect::Postgres)[1].table, "tracks_event");
+        assert_eq!(
+            &*rows(&clash, 0, Dialect::Postgres)[1].table,
+            "tracks_event"
+        );
     }
 
     #[test]
@@ -403,8 +439,8 @@ mod tests {
             r#"{"type":"identify","messageId":"m","writeKey":"k","userId":"u1","traits":{"email":"a@b.c","plan":"pro"}}"#,
         );
         let r = rows(&id, 1_000, Dialect::Postgres);
-        assert_eq!(r[0].table, "identifies");
-        assert_eq!(r[1].table, "users");
+        assert_eq!(&*r[0].table, "identifies");
+        assert_eq!(&*r[1].table, "users");
         assert_eq!(text(&r[1], "id").as_deref(), Some("u1"));
         assert_eq!(
             text(&r[1], "received_at").as_deref(),
