@@ -12,7 +12,10 @@
 //!    MANIFEST` on Redshift — then `DELETE` the table's rows with the staged ids and `INSERT` the
 //!    staged rows keeping one per id (the latest `received_at`); `users` instead merges: the
 //!    identifies of one user are folded in delivery order, staged non-NULL traits update the
-//!    existing row and new ids are inserted;
+//!    existing row and new ids are inserted. Every table's new columns are added before one
+//!    statement batch creates all staging tables (`LIKE` copies the columns as they are then),
+//!    and each table's merge (`DELETE` and `INSERT`, or `UPDATE` and `INSERT`) is one simple
+//!    query whose counts come back in order: two round trips per table in the steady state;
 //! 4. record one ledger row per table and source range (customer, table, topic, partition,
 //!    first and last offset, file keys, rows from that range), commit. Only then are the events
 //!    acknowledged.
@@ -32,7 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::SinkExt;
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, Transaction};
+use tokio_postgres::{Client, SimpleQueryMessage, Transaction};
 
 use crate::destination::SourceRange;
 use crate::error::DeliveryError;
@@ -245,8 +248,9 @@ pub(crate) async fn load(
         return Ok(Loaded::Skipped);
     }
     let tables = tables_of(batch, sources, received_at_ms, dialect);
-    let mut loaded = 0;
-    let mut ledger_rows = Vec::with_capacity(tables.len());
+    // First every table's DDL and plan, so that one round trip creates every staging table
+    // (`LIKE` copies the columns as they are then, new ones included).
+    let mut staged = Vec::with_capacity(tables.len());
     for (
         n,
         (
@@ -305,11 +309,21 @@ pub(crate) async fn load(
             &format!("courier_stage_{n}"),
             dialect.max_identifier(),
         ));
-        let create_stage = match dialect {
-            Dialect::Postgres => format!("CREATE TEMP TABLE {stage} (LIKE {t}) ON COMMIT DROP"),
-            Dialect::Redshift => format!("CREATE TEMP TABLE {stage} (LIKE {t})"),
-        };
-        tx.execute(&create_stage, &[]).await?;
+        staged.push((table, t, stage, p, per_source));
+    }
+    let create_stages: String = staged
+        .iter()
+        .map(|(_, t, stage, _, _)| match dialect {
+            Dialect::Postgres => format!("CREATE TEMP TABLE {stage} (LIKE {t}) ON COMMIT DROP;"),
+            Dialect::Redshift => format!("CREATE TEMP TABLE {stage} (LIKE {t});"),
+        })
+        .collect();
+    if !create_stages.is_empty() {
+        tx.batch_execute(&create_stages).await?;
+    }
+    let mut loaded = 0;
+    let mut ledger_rows = Vec::with_capacity(staged.len());
+    for (table, t, stage, p, per_source) in staged {
         let columns: Vec<Arc<str>> = p.columns.keys().cloned().collect();
         let list = columns
             .iter()
@@ -317,7 +331,8 @@ pub(crate) async fn load(
             .collect::<Vec<_>>()
             .join(", ");
         let files = stage_rows(&tx, target, &id, &table, &stage, &list, &columns, &p.rows).await?;
-        loaded += if &*table == USERS {
+        // One round trip merges the staged rows: its statements' counts come back in order.
+        let merge = if &*table == USERS {
             // Users accumulate traits: staged non-NULL values update the row, new ids insert.
             let set = columns
                 .iter()
@@ -325,36 +340,37 @@ pub(crate) async fn load(
                 .map(|c| format!("{0} = COALESCE(s.{0}, t.{0})", quote(c)))
                 .collect::<Vec<_>>()
                 .join(", ");
-            let updated = tx
-                .execute(
-                    &format!(
-                        "UPDATE {t} AS t SET {set} FROM {stage} AS s WHERE t.\"id\" = s.\"id\""
-                    ),
-                    &[],
-                )
-                .await?;
-            let inserted = tx
-                .execute(
-                    &format!("INSERT INTO {t} ({list}) SELECT {list} FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.\"id\" = s.\"id\")"),
-                    &[],
-                )
-                .await?;
-            (updated + inserted) as usize
-        } else {
-            tx.execute(
-                &format!("DELETE FROM {t} USING {stage} AS s WHERE {t}.\"id\" = s.\"id\""),
-                &[],
+            format!(
+                "UPDATE {t} AS t SET {set} FROM {stage} AS s WHERE t.\"id\" = s.\"id\"; \
+                 INSERT INTO {t} ({list}) SELECT {list} FROM {stage} AS s WHERE NOT EXISTS (SELECT 1 FROM {t} AS t WHERE t.\"id\" = s.\"id\");"
             )
-            .await?;
+        } else {
             let insert = match dialect {
                 Dialect::Postgres => format!("INSERT INTO {t} ({list}) SELECT DISTINCT ON (\"id\") {list} FROM {stage} ORDER BY \"id\", \"received_at\" DESC"),
                 Dialect::Redshift => format!("INSERT INTO {t} ({list}) SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY \"id\" ORDER BY \"received_at\" DESC) AS courier_rank FROM {stage}) AS ranked WHERE courier_rank = 1"),
             };
-            tx.execute(&insert, &[]).await? as usize
+            format!("DELETE FROM {t} USING {stage} AS s WHERE {t}.\"id\" = s.\"id\"; {insert};")
         };
-        if dialect == Dialect::Redshift {
-            tx.execute(&format!("DROP TABLE {stage}"), &[]).await?;
-        }
+        let drop = match dialect {
+            Dialect::Postgres => String::new(),
+            Dialect::Redshift => format!(" DROP TABLE {stage};"),
+        };
+        let counts: Vec<u64> = tx
+            .simple_query(&format!("{merge}{drop}"))
+            .await?
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::CommandComplete(n) => Some(n),
+                _ => None,
+            })
+            .collect();
+        // Users: updated + inserted; other tables: inserted (the second statement).
+        let merged = if &*table == USERS {
+            counts.iter().take(2).sum()
+        } else {
+            counts.get(1).copied().unwrap_or(0)
+        };
+        loaded += merged as usize;
         let files = files.join(",");
         for (i, rows) in per_source.iter().enumerate() {
             if *rows > 0 {
