@@ -5,7 +5,7 @@
 //!
 //! Names and texts are shared `Arc<str>`s: a batch's builder makes each distinct name once and
 //! every cell of that column points at it, and a track's standard cells are shared by its
-//! `tracks` row and its own table's row. A cell costs no allocation beyond its text.
+//! `tracks` row and its own table's row. A cell allocates nothing for its name.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
