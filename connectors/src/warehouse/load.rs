@@ -43,7 +43,7 @@ use crate::event::Event;
 use crate::gzip::gzip;
 use crate::s3::Bucket;
 use crate::warehouse::csv::write_rows;
-use crate::warehouse::plan::{merge_by_id, plan};
+use crate::warehouse::plan::{merge_by_id, plan, TablePlan};
 use crate::warehouse::rows::{ColumnType, Dialect, Row, RowBuilder};
 use crate::warehouse::{quote, sanitize};
 
@@ -153,6 +153,17 @@ pub(crate) fn load_id(batch: &[Arc<Event>]) -> String {
 /// One table's rows of a batch, and how many of them each source contributed.
 struct TableRows {
     rows: Vec<Row>,
+    per_source: Vec<usize>,
+}
+
+/// One table of a load, planned and with its staging table named, ready to stage and merge.
+struct Staged {
+    table: Arc<str>,
+    /// `schema.table`, quoted.
+    qualified: String,
+    /// The staging table's name, quoted.
+    stage: String,
+    plan: TablePlan,
     per_source: Vec<usize>,
 }
 
@@ -309,13 +320,25 @@ pub(crate) async fn load(
             &format!("courier_stage_{n}"),
             dialect.max_identifier(),
         ));
-        staged.push((table, t, stage, p, per_source));
+        staged.push(Staged {
+            table,
+            qualified: t,
+            stage,
+            plan: p,
+            per_source,
+        });
     }
     let create_stages: String = staged
         .iter()
-        .map(|(_, t, stage, _, _)| match dialect {
-            Dialect::Postgres => format!("CREATE TEMP TABLE {stage} (LIKE {t}) ON COMMIT DROP;"),
-            Dialect::Redshift => format!("CREATE TEMP TABLE {stage} (LIKE {t});"),
+        .map(|table| {
+            let on_commit = match dialect {
+                Dialect::Postgres => " ON COMMIT DROP",
+                Dialect::Redshift => "",
+            };
+            format!(
+                "CREATE TEMP TABLE {} (LIKE {}){on_commit};",
+                table.stage, table.qualified
+            )
         })
         .collect();
     if !create_stages.is_empty() {
@@ -323,7 +346,15 @@ pub(crate) async fn load(
     }
     let mut loaded = 0;
     let mut ledger_rows = Vec::with_capacity(staged.len());
-    for (table, t, stage, p, per_source) in staged {
+    for Staged {
+        table,
+        qualified: t,
+        stage,
+        plan: p,
+        per_source,
+    } in staged
+    {
+        let users = &*table == USERS;
         let columns: Vec<Arc<str>> = p.columns.keys().cloned().collect();
         let list = columns
             .iter()
@@ -332,7 +363,7 @@ pub(crate) async fn load(
             .join(", ");
         let files = stage_rows(&tx, target, &id, &table, &stage, &list, &columns, &p.rows).await?;
         // One round trip merges the staged rows: its statements' counts come back in order.
-        let merge = if &*table == USERS {
+        let merge = if users {
             // Users accumulate traits: staged non-NULL values update the row, new ids insert.
             let set = columns
                 .iter()
@@ -365,7 +396,7 @@ pub(crate) async fn load(
             })
             .collect();
         // Users: updated + inserted; other tables: inserted (the second statement).
-        let merged = if &*table == USERS {
+        let merged = if users {
             counts.iter().take(2).sum()
         } else {
             counts.get(1).copied().unwrap_or(0)
