@@ -43,7 +43,7 @@ use crate::event::Event;
 use crate::gzip::gzip;
 use crate::s3::Bucket;
 use crate::warehouse::csv::write_rows;
-use crate::warehouse::plan::{merge_by_id, plan, TablePlan};
+use crate::warehouse::plan::{merge_by_id, plan};
 use crate::warehouse::rows::{ColumnType, Dialect, Row, RowBuilder};
 use crate::warehouse::{quote, sanitize};
 
@@ -156,14 +156,19 @@ struct TableRows {
     per_source: Vec<usize>,
 }
 
-/// One table of a load, planned and with its staging table named, ready to stage and merge.
+/// One table of a load, planned, rendered and with its staging table named, ready to stage and
+/// merge. Its rows are already load files: a row's cells take several times the bytes of its
+/// CSV line, and the load holds its tables across many round trips.
 struct Staged {
     table: Arc<str>,
     /// `schema.table`, quoted.
     qualified: String,
     /// The staging table's name, quoted.
     stage: String,
-    plan: TablePlan,
+    /// The table's columns, in the order of the files' fields.
+    columns: Vec<Arc<str>>,
+    /// The load files (see [`render`]).
+    files: Vec<Vec<u8>>,
     per_source: Vec<usize>,
 }
 
@@ -320,11 +325,14 @@ pub(crate) async fn load(
             &format!("courier_stage_{n}"),
             dialect.max_identifier(),
         ));
+        let columns: Vec<Arc<str>> = p.columns.keys().cloned().collect();
+        let files = render(&target.staging, &p.rows, &columns);
         staged.push(Staged {
             table,
             qualified: t,
             stage,
-            plan: p,
+            columns,
+            files,
             per_source,
         });
     }
@@ -350,18 +358,18 @@ pub(crate) async fn load(
         table,
         qualified: t,
         stage,
-        plan: p,
+        columns,
+        files,
         per_source,
     } in staged
     {
         let users = &*table == USERS;
-        let columns: Vec<Arc<str>> = p.columns.keys().cloned().collect();
         let list = columns
             .iter()
             .map(|c| quote(c))
             .collect::<Vec<_>>()
             .join(", ");
-        let files = stage_rows(&tx, target, &id, &table, &stage, &list, &columns, &p.rows).await?;
+        let files = stage_files(&tx, target, &id, &table, &stage, &list, files).await?;
         // One round trip merges the staged rows: its statements' counts come back in order.
         let merge = if users {
             // Users accumulate traits: staged non-NULL values update the row, new ids insert.
@@ -474,29 +482,48 @@ async fn record(
     Ok(())
 }
 
-/// Fills the staging table with `rows`; returns the staged file keys (none for STDIN).
-#[allow(clippy::too_many_arguments)]
-async fn stage_rows(
+/// A table's rows as load files: one CSV for `COPY ... FROM STDIN`, or gzip CSV files of
+/// [`ROWS_PER_FILE`] rows each for S3.
+fn render(staging: &Staging<'_>, rows: &[Row], columns: &[Arc<str>]) -> Vec<Vec<u8>> {
+    match staging {
+        Staging::Stdin => {
+            let mut csv = Vec::new();
+            write_rows(rows, columns, &mut csv);
+            vec![csv]
+        }
+        Staging::S3 { .. } => rows
+            .chunks(ROWS_PER_FILE)
+            .map(|chunk| {
+                let mut csv = Vec::new();
+                write_rows(chunk, columns, &mut csv);
+                gzip(csv.len() / 4, |gz| gz.write(&csv))
+            })
+            .collect(),
+    }
+}
+
+/// Fills the staging table from the table's load `files` (see [`render`]); returns the staged
+/// file keys (none for STDIN).
+async fn stage_files(
     tx: &Transaction<'_>,
     target: &Target<'_>,
     load_id: &str,
     table: &str,
     stage: &str,
     list: &str,
-    columns: &[Arc<str>],
-    rows: &[Row],
+    files: Vec<Vec<u8>>,
 ) -> Result<Vec<String>, LoadError> {
     match &target.staging {
         Staging::Stdin => {
-            let mut csv = Vec::new();
-            write_rows(rows, columns, &mut csv);
             let sink = tx
                 .copy_in(&format!(
                     "COPY {stage} ({list}) FROM STDIN WITH (FORMAT csv)"
                 ))
                 .await?;
             futures::pin_mut!(sink);
-            sink.send(bytes::Bytes::from(csv)).await?;
+            for csv in files {
+                sink.send(bytes::Bytes::from(csv)).await?;
+            }
             sink.finish().await?;
             Ok(Vec::new())
         }
@@ -510,10 +537,7 @@ async fn stage_rows(
             let bucket_name = &bucket.location().bucket;
             let mut keys = Vec::new();
             let mut entries = Vec::new();
-            for (i, chunk) in rows.chunks(ROWS_PER_FILE).enumerate() {
-                let mut csv = Vec::new();
-                write_rows(chunk, columns, &mut csv);
-                let body = gzip(csv.len() / 4, |gz| gz.write(&csv));
+            for (i, body) in files.into_iter().enumerate() {
                 let key = format!("{dir}/part-{i:05}.csv.gz");
                 let length = body.len();
                 bucket
