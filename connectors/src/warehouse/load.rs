@@ -264,8 +264,8 @@ pub(crate) async fn load(
         return Ok(Loaded::Skipped);
     }
     let tables = tables_of(batch, sources, received_at_ms, dialect);
-    // First every table's DDL and plan, so that one round trip creates every staging table
-    // (`LIKE` copies the columns as they are then, new ones included).
+    // First every table's DDL, plan and load files, so that one round trip creates every
+    // staging table (`LIKE` copies the columns as they are then, new ones included).
     let mut staged = Vec::with_capacity(tables.len());
     for (
         n,
@@ -336,13 +336,13 @@ pub(crate) async fn load(
             per_source,
         });
     }
+    let on_commit = match dialect {
+        Dialect::Postgres => " ON COMMIT DROP",
+        Dialect::Redshift => "",
+    };
     let create_stages: String = staged
         .iter()
         .map(|table| {
-            let on_commit = match dialect {
-                Dialect::Postgres => " ON COMMIT DROP",
-                Dialect::Redshift => "",
-            };
             format!(
                 "CREATE TEMP TABLE {} (LIKE {}){on_commit};",
                 table.stage, table.qualified
