@@ -217,15 +217,13 @@ impl S3Archive {
     /// object of exactly this range counts: its events are all there already). Only
     /// for a batch whose positions are consecutive (one event per position, the usual case),
     /// where the count is exact; otherwise 0 and the overlap stays (duplicates, never loss).
-    /// Also returns the last position those objects reach (it may lie past the batch).
-    fn archived_head(keys: &[String], dir: &str, range: &SourceRange) -> (usize, Option<i64>) {
+    fn archived_head(keys: &[String], dir: &str, range: &SourceRange) -> usize {
         let consecutive = range.last - range.first + 1;
         if range.events as i64 != consecutive {
-            return (0, None);
+            return 0;
         }
         let partition = Self::partition_prefix(dir, range);
         let mut next = range.first;
-        let mut reached = None;
         // Objects may follow each other (the previous owner wrote several past the committed
         // offset): skip through all of them.
         loop {
@@ -241,14 +239,26 @@ impl S3Archive {
                 .map(|(_, last)| last)
                 .max();
             match reach {
-                Some(last) if last < range.last => {
-                    next = last + 1;
-                    reached = Some(last);
-                }
-                Some(last) => return (range.events, Some(last)),
-                None => return ((next - range.first) as usize, reached),
+                Some(last) if last < range.last => next = last + 1,
+                Some(_) => return range.events,
+                None => return (next - range.first) as usize,
             }
         }
+    }
+
+    /// The last position any complete object of the range's partition in `keys` (a listing
+    /// of `dir`, or of the partition's own objects there) reaches. Until a batch passes it,
+    /// a later batch may meet an object written before (by a previous owner, or before a
+    /// replay) and must list and skip it, not count as this instance continuing its own.
+    fn partition_reach(keys: &[String], dir: &str, range: &SourceRange) -> Option<i64> {
+        let partition = Self::partition_prefix(dir, range);
+        let from = keys.partition_point(|k| k.as_str() < partition.as_str());
+        keys[from..]
+            .iter()
+            .map_while(|key| key.strip_prefix(&partition))
+            .filter_map(parse_range)
+            .map(|(_, last)| last)
+            .max()
     }
 
     /// Deletes the other complete objects of the range's partition (in the same hour's
@@ -391,7 +401,7 @@ impl Destination for S3Archive {
         } else {
             Arc::default()
         };
-        let (skip, reached) = Self::archived_head(&keys, &dir, range);
+        let skip = Self::archived_head(&keys, &dir, range);
         let mut rest = range.clone();
         if skip > 0 {
             // The committed offset fell inside an archived range: its head is there already.
@@ -413,8 +423,10 @@ impl Destination for S3Archive {
                 self.remove_covered(&key, &rest, &keys).await?;
             }
         }
-        // What is archived now reaches past this batch when an object found there does: the
-        // next batch then still looks for it.
+        // What is archived now reaches past this batch when any object of the partition
+        // found there does: every batch up to its end then still lists, and skips or
+        // replaces what is there, even one that starts right after this batch.
+        let reached = Self::partition_reach(&keys, &dir, range);
         let archived = reached.map_or(range.last, |r| r.max(range.last));
         let mut written = self.written.lock().unwrap_or_else(|e| e.into_inner());
         let entry = written.entry(lane).or_insert(archived);
@@ -507,7 +519,7 @@ mod tests {
             events,
             complete: true,
         };
-        let head = |r: &SourceRange| S3Archive::archived_head(&keys, dir, r).0;
+        let head = |r: &SourceRange| S3Archive::archived_head(&keys, dir, r);
         assert_eq!(
             head(&range(192, 391, 200)),
             58,
@@ -526,8 +538,8 @@ mod tests {
             "through consecutive objects"
         );
         assert_eq!(
-            S3Archive::archived_head(&keys, dir, &range(192, 220, 29)),
-            (29, Some(249)),
+            head(&range(192, 220, 29)),
+            29,
             "wholly archived, by objects reaching past it"
         );
         assert_eq!(
@@ -538,6 +550,37 @@ mod tests {
         let mut other = range(192, 391, 200);
         other.partition = 2;
         assert_eq!(head(&other), 0, "another partition's objects do not count");
+    }
+
+    #[test]
+    fn the_partition_reach_counts_every_object_of_the_partition() {
+        let dir = "raw/2025-11-29/12/";
+        let keys: Vec<String> = [(0, 99), (100, 199), (200, 249)]
+            .iter()
+            .map(|(f, l)| format!("{dir}events-1-{f:020}-{l:020}{SUFFIX}"))
+            .chain([
+                format!("{dir}events-1-{:020}-{:020}-retry-ab{SUFFIX}", 300, 900),
+                format!("{dir}events-10-{:020}-{:020}{SUFFIX}", 150, 400),
+            ])
+            .collect();
+        let mut range = SourceRange {
+            topic: Arc::from("events"),
+            partition: 1,
+            first: 0,
+            last: 99,
+            timestamp_ms: 0,
+            events: 100,
+            complete: true,
+        };
+        // A batch covered exactly by 0-99 still leaves 100-249 to look for: the next batch,
+        // starting at 100, must not count as continuing this instance's own objects.
+        assert_eq!(
+            S3Archive::partition_reach(&keys, dir, &range),
+            Some(249),
+            "the furthest complete object of partition 1; retry objects and partition 10 aside"
+        );
+        range.partition = 2;
+        assert_eq!(S3Archive::partition_reach(&keys, dir, &range), None);
     }
 
     #[test]
