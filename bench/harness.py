@@ -36,6 +36,11 @@ WORKLOADS = {
     "mix": "all four destinations per customer (memory)",
 }
 
+# How Courier's archive cuts objects in W2 and `mix`: one per batch of all partitions (a
+# customer's events spread over all 128 partitions). `per_partition`, the connector's default,
+# writes one object per customer, partition and offset range instead.
+ARCHIVE_OBJECTS = os.environ.get("COURIER_BENCH_ARCHIVE_OBJECTS", "per_batch")
+
 # The workloads a single destination kind stands for; `mix` gives each customer all four.
 MIX = ["w1", "w2", "w3", "w4"]
 
@@ -134,7 +139,7 @@ def write_config(stack, group, workload, directory):
     for k in range(100):
         settings = {
             "w1": 'kind = "blackhole"\n',
-            "w2": f'kind = "s3"\n[destinations.{{name}}.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\n'
+            "w2": f'kind = "s3"\n[destinations.{{name}}.settings]\nbucket = "bench"\nprefix = "courier/c{k:03}"\nobjects = "{ARCHIVE_OBJECTS}"\n'
                   f'endpoint = "{S3}"\npath_style = true\naccess_key_id = "courier-local"\nsecret_access_key = "courier-local-secret"\n',
             "w3": f'kind = "webhook"\n[destinations.{{name}}.settings]\nurl = "http://{COUNTER}/c{k:03}"\n',
             "w4": f'kind = "postgres"\n[destinations.{{name}}.settings]\nurl = "{PG}"\nschema = "{schema_base}_c{k:03}"\n',

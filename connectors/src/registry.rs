@@ -256,6 +256,45 @@ mod tests {
     }
 
     #[test]
+    fn archive_settings_take_the_layout_and_refuse_unknown_keys() {
+        let registry = Registry::builtin();
+        let ctx = ctx();
+        let built = registry
+            .build(
+                "s3",
+                serde_json::json!({"bucket": "b", "objects": "per_batch"}),
+                &ctx,
+            )
+            .expect("per_batch builds");
+        assert_eq!(built.destination.batching(), crate::Batching::Sourced);
+        assert_eq!(built.effective_settings["objects"], "per_batch");
+        assert_eq!(built.effective_settings["bucket"], "b");
+        let default = registry
+            .build("s3", serde_json::json!({"bucket": "b"}), &ctx)
+            .expect("default builds");
+        assert_eq!(
+            default.destination.batching(),
+            crate::Batching::PerPartition
+        );
+        let err = registry
+            .build(
+                "s3",
+                serde_json::json!({"bucket": "b", "bukket": "c"}),
+                &ctx,
+            )
+            .expect_err("a typo is refused");
+        assert!(err.to_string().contains("bukket"), "{err}");
+        let err = registry
+            .build(
+                "s3",
+                serde_json::json!({"bucket": "b", "objects": "per_hour"}),
+                &ctx,
+            )
+            .expect_err("an unknown layout is refused");
+        assert!(err.to_string().contains("objects"), "{err}");
+    }
+
+    #[test]
     fn effective_settings_redact_secrets() {
         let built = Registry::builtin()
             .build(

@@ -1,5 +1,6 @@
 //! The `s3` raw archive against a real S3 server: every event exactly once per offset range
-//! after a SIGKILL and redelivery, and after a full replay.
+//! after a SIGKILL and redelivery, and after a full replay; `per_batch` objects that span
+//! partitions and lose nothing to a SIGKILL.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -55,20 +56,27 @@ async fn archived(bucket: &Bucket) -> HashMap<String, usize> {
     }
     let mut seen = HashMap::new();
     for object in &objects {
-        let gz = bucket.get(&object.key).await.expect("get an object");
-        let mut text = String::new();
-        GzDecoder::new(&gz[..])
-            .read_to_string(&mut text)
-            .expect("gzip NDJSON");
-        for line in text.lines() {
-            let event: serde_json::Value =
-                serde_json::from_str(line).expect("one JSON event per line");
-            *seen
-                .entry(event["messageId"].as_str().unwrap().to_owned())
-                .or_insert(0) += 1;
+        for id in message_ids(bucket, &object.key).await {
+            *seen.entry(id).or_insert(0) += 1;
         }
     }
     seen
+}
+
+/// The messageIds of the events in the object at `key`, one JSON event per gzip NDJSON line.
+async fn message_ids(bucket: &Bucket, key: &str) -> Vec<String> {
+    let gz = bucket.get(key).await.expect("get an object");
+    let mut text = String::new();
+    GzDecoder::new(&gz[..])
+        .read_to_string(&mut text)
+        .expect("gzip NDJSON");
+    text.lines()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON event per line");
+            event["messageId"].as_str().unwrap().to_owned()
+        })
+        .collect()
 }
 
 fn assert_once(seen: &HashMap<String, usize>, produced: &[serde_json::Value], label: &str) {
@@ -149,6 +157,79 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     // A replay of the whole topic by another group rewrites the same ranges.
     stack.replay_all().await;
     assert_once(&archived(&bucket).await, &events, "after the replay");
+    assert!(stack.dead_letters().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_batch_objects_span_partitions_and_lose_nothing_to_a_crash() {
+    let s3 = LocalS3::start().await;
+    let endpoint = s3.server.endpoint();
+    let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
+    // Batches cut by age (3 s) long before the first commit (5 s): the kill comes once the
+    // first object is there, so its events are delivered again by the next worker.
+    let stack = Stack::start(Spec {
+        partitions: 3,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.raw]\nkind = \"s3\"\nenabled = true\ndelivery = {{ batch_max_events = 10000, batch_max_age_ms = 3000 }}\n[destinations.raw.settings]\nobjects = \"per_batch\"\n{}",
+                LocalS3::settings(&endpoint, "archive", "raw")
+            ),
+        )],
+        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "5000")],
+    })
+    .await;
+    let events = sample_events("wk_acme", "acme", 0..6_000);
+    stack.produce_raw(records(&events)).await;
+
+    let mut first = stack.worker("first");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while bucket.list("raw/").await.expect("list").is_empty() {
+        assert!(Instant::now() < deadline, "no object within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5)).expect("killed");
+    assert!(
+        stack.offsets().iter().any(|p| p.lag > 0),
+        "the kill came before everything was committed"
+    );
+
+    let second = stack.worker("second");
+    until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
+    drop(second);
+
+    let keys = bucket.list("raw/").await.expect("list");
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut largest = 0;
+    for key in &keys {
+        let name = key.rsplit('/').next().unwrap();
+        let hash = name
+            .strip_prefix("events-batch-")
+            .and_then(|n| n.strip_suffix(".ndjson.gz"))
+            .unwrap_or_else(|| panic!("{key} is not a per-batch object"));
+        assert!(
+            hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{key}"
+        );
+        let ids = message_ids(&bucket, key).await;
+        largest = largest.max(ids.len());
+        for id in ids {
+            *seen.entry(id).or_insert(0) += 1;
+        }
+    }
+    for event in &events {
+        let id = event["messageId"].as_str().unwrap();
+        assert!(seen.contains_key(id), "{id} is not archived");
+    }
+    assert_eq!(seen.len(), events.len(), "nothing else is archived");
+    let widest_partition = stack.offsets().iter().map(|p| p.log_end).max().unwrap();
+    assert!(
+        largest as i64 > widest_partition,
+        "an object ({largest} events) holds more than any one partition ({widest_partition}): it spans partitions"
+    );
     assert!(stack.dead_letters().is_empty());
 }
 

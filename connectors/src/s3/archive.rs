@@ -1,11 +1,12 @@
 //! The `s3` archive connector (see the module above).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::bucket::{Bucket, S3Location};
@@ -42,10 +43,42 @@ struct Listing {
     large: bool,
 }
 
+/// How an archive cuts its objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectLayout {
+    /// One object per partition's offset range (`topic-partition-first-last`): a
+    /// redelivered range replaces or skips what is there, so replays and crashes leave each
+    /// event once (see the module doc for the limits).
+    #[default]
+    PerPartition,
+    /// One object per batch of all partitions (`topic-batch-<hash of its ranges>`): fewer
+    /// and larger objects when many customers share many partitions, but a batch redelivered
+    /// after a crash or a replay is cut differently and archived again beside the first
+    /// (at-least-once: duplicates, never loss).
+    PerBatch,
+}
+
+/// The `s3` archive's settings: where objects go, and how they are cut.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct ArchiveSettings {
+    /// The bucket, prefix, endpoint and credentials.
+    #[serde(flatten)]
+    pub location: S3Location,
+    /// How objects are cut (default `per_partition`).
+    #[serde(default)]
+    pub objects: ObjectLayout,
+    /// Keys that neither of the above knows, refused at build: serde cannot combine
+    /// `deny_unknown_fields` with `flatten`, so they are collected here instead.
+    #[serde(flatten, skip_serializing)]
+    unknown: BTreeMap<String, serde::de::IgnoredAny>,
+}
+
 /// A built `s3` archive destination.
 #[derive(Debug)]
 pub struct S3Archive {
     bucket: Bucket,
+    objects: ObjectLayout,
     /// The last position this instance archived per source partition: a batch that starts
     /// after it continues this instance's own objects and cannot cover any of them, so the
     /// listing for covered objects is skipped.
@@ -69,16 +102,30 @@ impl ConnectorKind for S3Archive {
         events_per_second: None,
         max_concurrency: None,
     };
-    type Settings = S3Location;
+    type Settings = ArchiveSettings;
 
     fn settings_doc() -> Vec<SettingDoc> {
-        location_doc()
+        let mut doc = location_doc();
+        doc.push(SettingDoc {
+            name: "objects",
+            type_name: "string",
+            default: Some("\"per_partition\""),
+            description: "per_partition (one object per partition range; replays replace it) or per_batch (one object per batch of all partitions; fewer objects, duplicates after a crash)",
+        });
+        doc
     }
 
-    fn build(settings: S3Location, ctx: &BuildContext) -> Result<Arc<dyn Destination>, BuildError> {
-        settings.validate(ctx, "")?;
+    fn build(
+        settings: ArchiveSettings,
+        ctx: &BuildContext,
+    ) -> Result<Arc<dyn Destination>, BuildError> {
+        if let Some(field) = settings.unknown.keys().next() {
+            return Err(ctx.invalid(field, "unknown setting"));
+        }
+        settings.location.validate(ctx, "")?;
         Ok(Arc::new(S3Archive {
-            bucket: Bucket::new(settings),
+            bucket: Bucket::new(settings.location),
+            objects: settings.objects,
             written: Default::default(),
             listings: Default::default(),
             list_lock: Default::default(),
@@ -160,7 +207,8 @@ pub(crate) fn ndjson_gz(batch: &[Arc<Event>]) -> Vec<u8> {
         let mut line = Vec::new();
         for event in batch {
             let bytes = event.raw();
-            if bytes.iter().any(|&b| b == b'\n' || b == b'\r') {
+            // SIMD search: a byte-at-a-time scan here was a sixth of an archive's CPU.
+            if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
                 line.clear();
                 line.extend(
                     bytes
@@ -199,6 +247,29 @@ impl S3Archive {
                 ))
             }
         }
+    }
+
+    /// The object key of a `per_batch` object: the hour of its earliest source and a hash of
+    /// its ranges (and, when any range is a retry's subset, of its events' ids), so the same
+    /// batch sent again overwrites its object.
+    fn batch_key(&self, batch: &[Arc<Event>], sources: &[SourceRange]) -> String {
+        let Some(earliest) = sources.iter().map(|r| r.timestamp_ms).min() else {
+            return self.key(batch, None);
+        };
+        let mut hash = Sha256::new();
+        for range in sources {
+            hash.update(range.name().as_bytes());
+            hash.update([u8::from(range.complete)]);
+        }
+        if sources.iter().any(|r| !r.complete) {
+            hash.update(ids_hash(batch).as_bytes());
+        }
+        let topic = &sources[0].topic;
+        let name = hex::encode(&hash.finalize()[..8]);
+        self.bucket.location().key(&format!(
+            "{}/{topic}-batch-{name}{SUFFIX}",
+            date_hour(earliest)
+        ))
     }
 
     /// The key prefix `dir/topic-partition-` of a range's complete and retry objects.
@@ -360,7 +431,10 @@ fn parse_range(name: &str) -> Option<(i64, i64)> {
 #[async_trait]
 impl Destination for S3Archive {
     fn batching(&self) -> Batching {
-        Batching::PerPartition
+        match self.objects {
+            ObjectLayout::PerPartition => Batching::PerPartition,
+            ObjectLayout::PerBatch => Batching::Sourced,
+        }
     }
 
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
@@ -372,11 +446,18 @@ impl Destination for S3Archive {
         batch: &[Arc<Event>],
         sources: &[SourceRange],
     ) -> Result<(), DeliveryError> {
-        // Per-partition batching: one source range, or none outside the runtime.
-        let source = sources.first();
         if batch.is_empty() {
             return Ok(());
         }
+        if self.objects == ObjectLayout::PerBatch {
+            let key = self.batch_key(batch, sources);
+            return self
+                .bucket
+                .put(&key, ndjson_gz(batch), "application/gzip")
+                .await;
+        }
+        // Per-partition batching: one source range, or none outside the runtime.
+        let source = sources.first();
         let Some(range) = source.filter(|r| r.complete) else {
             let key = self.key(batch, source);
             return self
@@ -467,6 +548,7 @@ mod tests {
     #[test]
     fn keys_follow_prefix_date_hour_and_range() {
         let archive = S3Archive {
+            objects: ObjectLayout::PerPartition,
             written: Default::default(),
             listings: Default::default(),
             list_lock: Default::default(),

@@ -37,10 +37,20 @@
 //! an object written by the partition's previous owner after the listing a first batch reused
 //! (see `LISTING_REUSE`).
 //!
+//! With `objects = "per_batch"` ([`ObjectLayout::PerBatch`]) none of the above about ranges
+//! applies: batches mix partitions (the runtime's `Sourced` batching, as for the warehouses)
+//! and each is one object, `prefix/YYYY-MM-DD/HH/topic-batch-<hash>.ndjson.gz`, in the hour of
+//! its earliest event, named by a hash of its source ranges so that the same batch sent again
+//! overwrites its object. A batch cut differently after a crash, a rebalance or a replay is a
+//! new object beside the first: at-least-once, duplicates but never loss. A customer whose
+//! events spread over a topic of many partitions gets one object per batch instead of one per
+//! partition it touched: in the benchmark's W2 (100 customers, 128 partitions) 48× fewer
+//! objects and 7× less CPU per event (see `bench/RESULTS.md`).
+//!
 //! [`SourceRange`]: crate::SourceRange
 
 mod archive;
 mod bucket;
 
-pub use archive::S3Archive;
+pub use archive::{ArchiveSettings, ObjectLayout, S3Archive};
 pub use bucket::{Bucket, S3Location, MULTIPART_THRESHOLD, PART_SIZE};
