@@ -78,6 +78,7 @@ pub struct ArchiveSettings {
 #[derive(Debug)]
 pub struct S3Archive {
     bucket: Bucket,
+    /// How objects are cut; `written`, `listings` and `list_lock` serve `PerPartition` only.
     objects: ObjectLayout,
     /// The last position this instance archived per source partition: a batch that starts
     /// after it continues this instance's own objects and cannot cover any of them, so the
