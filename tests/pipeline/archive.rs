@@ -10,7 +10,7 @@ use courier_connectors::s3::Bucket;
 use flate2::read::GzDecoder;
 
 use crate::support::{
-    records, sample_events, until_fully_committed, LocalS3, PartitionOffsets, Spec, Stack,
+    records, sample_events, until_fully_committed, LocalS3, PartitionOffsets, Spec, Stack, Worker,
 };
 
 /// One archived object: its partition and range, and the messageIds in it.
@@ -85,6 +85,11 @@ fn assert_once(seen: &HashMap<String, usize>, produced: &[serde_json::Value], la
         twice.is_empty(),
         "{label}: archived more than once: {twice:?}"
     );
+    assert_all(seen, produced, label);
+}
+
+/// Every produced event is archived (at least once), and nothing else is.
+fn assert_all(seen: &HashMap<String, usize>, produced: &[serde_json::Value], label: &str) {
     for event in produced {
         let id = event["messageId"].as_str().unwrap();
         assert!(seen.contains_key(id), "{label}: {id} is not archived");
@@ -96,6 +101,42 @@ fn assert_once(seen: &HashMap<String, usize>, produced: &[serde_json::Value], la
     );
 }
 
+/// A stack whose one customer, acme, archives to `archive/raw/` with `delivery` (a TOML inline
+/// table) and `layout` (extra settings lines), its workers started with `env`.
+async fn archiving_stack(
+    endpoint: &str,
+    delivery: &str,
+    layout: &str,
+    env: &'static [(&'static str, &'static str)],
+) -> Stack {
+    Stack::start(Spec {
+        partitions: 3,
+        dead_letter: true,
+        retry: false,
+        customers: vec![(
+            "acme.toml",
+            format!(
+                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.raw]\nkind = \"s3\"\nenabled = true\ndelivery = {delivery}\n[destinations.raw.settings]\n{layout}{}",
+                LocalS3::settings(endpoint, "archive", "raw")
+            ),
+        )],
+        env,
+    })
+    .await
+}
+
+/// Kills `first`, checks that it left offsets uncommitted, and lets a second worker finish.
+async fn kill_and_finish(stack: &Stack, mut first: Worker) {
+    first.signal("KILL");
+    first.wait(Duration::from_secs(5)).expect("killed");
+    assert!(
+        stack.offsets().iter().any(|p| p.lag > 0),
+        "the kill came before everything was committed"
+    );
+    let second = stack.worker("second");
+    until_fully_committed(stack, &[&first, &second], Duration::from_secs(120)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     let s3 = LocalS3::start().await;
@@ -103,24 +144,17 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
     // Batches cut by count (the age limit is far away until the backlog's tail), offsets
     // committed every 2 s: objects written in between are redelivered after the kill.
-    let stack = Stack::start(Spec {
-        partitions: 3,
-        dead_letter: true,
-        retry: false,
-        customers: vec![(
-            "acme.toml",
-            format!(
-                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.raw]\nkind = \"s3\"\nenabled = true\ndelivery = {{ batch_max_events = 200, batch_max_age_ms = 5000, concurrency = 3 }}\n[destinations.raw.settings]\n{}",
-                LocalS3::settings(&endpoint, "archive", "raw")
-            ),
-        )],
-        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
-    })
+    let stack = archiving_stack(
+        &endpoint,
+        "{ batch_max_events = 200, batch_max_age_ms = 5000, concurrency = 3 }",
+        "",
+        &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "2000")],
+    )
     .await;
     let events = sample_events("wk_acme", "acme", 0..6_000);
     stack.produce_raw(records(&events)).await;
 
-    let mut first = stack.worker("first");
+    let first = stack.worker("first");
     // Kill when the archive holds a range whose offsets are not committed yet.
     let ahead = |objects: &[Object], offsets: &[PartitionOffsets]| {
         objects.iter().any(|o| {
@@ -142,16 +176,7 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    first.signal("KILL");
-    first.wait(Duration::from_secs(5)).expect("killed");
-    assert!(
-        stack.offsets().iter().any(|p| p.lag > 0),
-        "the kill came before everything was committed"
-    );
-
-    let second = stack.worker("second");
-    until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
-    drop(second);
+    kill_and_finish(&stack, first).await;
     assert_once(&archived(&bucket).await, &events, "after the crash");
 
     // A replay of the whole topic by another group rewrites the same ranges.
@@ -167,39 +192,23 @@ async fn per_batch_objects_span_partitions_and_lose_nothing_to_a_crash() {
     let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
     // Batches cut by age (3 s) long before the first commit (5 s): the kill comes once the
     // first object is there, so its events are delivered again by the next worker.
-    let stack = Stack::start(Spec {
-        partitions: 3,
-        dead_letter: true,
-        retry: false,
-        customers: vec![(
-            "acme.toml",
-            format!(
-                "id = \"acme\"\nwrite_keys = [\"wk_acme\"]\n[destinations.raw]\nkind = \"s3\"\nenabled = true\ndelivery = {{ batch_max_events = 10000, batch_max_age_ms = 3000 }}\n[destinations.raw.settings]\nobjects = \"per_batch\"\n{}",
-                LocalS3::settings(&endpoint, "archive", "raw")
-            ),
-        )],
-        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "5000")],
-    })
+    let stack = archiving_stack(
+        &endpoint,
+        "{ batch_max_events = 10000, batch_max_age_ms = 3000 }",
+        "objects = \"per_batch\"\n",
+        &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "5000")],
+    )
     .await;
     let events = sample_events("wk_acme", "acme", 0..6_000);
     stack.produce_raw(records(&events)).await;
 
-    let mut first = stack.worker("first");
+    let first = stack.worker("first");
     let deadline = Instant::now() + Duration::from_secs(60);
     while bucket.list("raw/").await.expect("list").is_empty() {
         assert!(Instant::now() < deadline, "no object within 60 s");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    first.signal("KILL");
-    first.wait(Duration::from_secs(5)).expect("killed");
-    assert!(
-        stack.offsets().iter().any(|p| p.lag > 0),
-        "the kill came before everything was committed"
-    );
-
-    let second = stack.worker("second");
-    until_fully_committed(&stack, &[&first, &second], Duration::from_secs(120)).await;
-    drop(second);
+    kill_and_finish(&stack, first).await;
 
     let keys = bucket.list("raw/").await.expect("list");
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -220,11 +229,7 @@ async fn per_batch_objects_span_partitions_and_lose_nothing_to_a_crash() {
             *seen.entry(id).or_insert(0) += 1;
         }
     }
-    for event in &events {
-        let id = event["messageId"].as_str().unwrap();
-        assert!(seen.contains_key(id), "{id} is not archived");
-    }
-    assert_eq!(seen.len(), events.len(), "nothing else is archived");
+    assert_all(&seen, &events, "per batch, after the crash");
     let widest_partition = stack.offsets().iter().map(|p| p.log_end).max().unwrap();
     assert!(
         largest as i64 > widest_partition,

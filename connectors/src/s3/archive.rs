@@ -273,6 +273,13 @@ impl S3Archive {
         ))
     }
 
+    /// Writes `events` as one gzip NDJSON object at `key`.
+    async fn write(&self, key: &str, events: &[Arc<Event>]) -> Result<(), DeliveryError> {
+        self.bucket
+            .put(key, ndjson_gz(events), "application/gzip")
+            .await
+    }
+
     /// The key prefix `dir/topic-partition-` of a range's complete and retry objects.
     fn partition_prefix(dir: &str, range: &SourceRange) -> String {
         format!("{dir}{}-{}-", range.topic, range.partition)
@@ -451,20 +458,12 @@ impl Destination for S3Archive {
             return Ok(());
         }
         if self.objects == ObjectLayout::PerBatch {
-            let key = self.batch_key(batch, sources);
-            return self
-                .bucket
-                .put(&key, ndjson_gz(batch), "application/gzip")
-                .await;
+            return self.write(&self.batch_key(batch, sources), batch).await;
         }
         // Per-partition batching: one source range, or none outside the runtime.
         let source = sources.first();
         let Some(range) = source.filter(|r| r.complete) else {
-            let key = self.key(batch, source);
-            return self
-                .bucket
-                .put(&key, ndjson_gz(batch), "application/gzip")
-                .await;
+            return self.write(&self.key(batch, source), batch).await;
         };
         let lane = (range.topic.clone(), range.partition);
         let last = self
@@ -499,8 +498,7 @@ impl Destination for S3Archive {
             key = self.key(&batch[skip..], Some(&rest));
         }
         if rest.events > 0 {
-            let body = ndjson_gz(&batch[skip..]);
-            self.bucket.put(&key, body, "application/gzip").await?;
+            self.write(&key, &batch[skip..]).await?;
             if redelivery {
                 self.remove_covered(&key, &rest, &keys).await?;
             }
