@@ -13,6 +13,9 @@
 //! Invariants:
 //! - the committed offset is always the tracker's watermark: never past a message that is not
 //!   done (a run is done only when every copy of every message in it is);
+//! - the watermark is committed every `commit_interval_ms`, and also as soon as everything the
+//!   task took is done (at most once more per interval), so an idle partition's committed
+//!   offset is current;
 //! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
 //!   paused in librdkafka (no fetching) and resumed below half of it;
 //! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
@@ -240,6 +243,8 @@ pub(crate) struct PartitionTask {
     meters: Meters,
     /// The commit in flight, if any (one at a time per partition).
     committing: Option<tokio::task::JoinHandle<()>>,
+    /// When the partition last committed because it had caught up (see [`Self::complete`]).
+    caught_up_commit: Option<Instant>,
 }
 
 struct Meters {
@@ -281,6 +286,7 @@ impl PartitionTask {
             fetched: VecDeque::new(),
             reader,
             committing: None,
+            caught_up_commit: None,
             meters,
         }
     }
@@ -341,7 +347,9 @@ impl PartitionTask {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
-                _ = commit_tick.tick() => self.commit(),
+                _ = commit_tick.tick() => {
+                    self.commit();
+                }
                 share = budget_free.take(wanted), if self.waiting.is_some() => {
                     if let Some(polled) = self.waiting.take() {
                         let inbound = polled.hold(share);
@@ -594,6 +602,20 @@ impl PartitionTask {
         {
             self.set_paused(false);
         }
+        // Caught up (everything taken is done): commit now instead of at the next tick, so an
+        // idle partition's committed offset (and its lag) is current, and the end of a burst
+        // does not wait up to a commit interval. At most once per interval beyond the ticks:
+        // a trickle of events, which catches up after every one, commits at most twice as
+        // often as configured.
+        if in_flight == 0 && self.waiting.is_none() && self.fetched.is_empty() {
+            let interval = Duration::from_millis(self.env.limits.commit_interval_ms);
+            let due = self
+                .caught_up_commit
+                .is_none_or(|at| at.elapsed() >= interval);
+            if due && self.commit() {
+                self.caught_up_commit = Some(Instant::now());
+            }
+        }
     }
 
     fn set_paused(&mut self, paused: bool) {
@@ -623,23 +645,24 @@ impl PartitionTask {
         }
     }
 
-    /// Commits the watermark (in the background) unless the broker already confirmed it.
-    fn commit(&mut self) {
+    /// Commits the watermark (in the background) unless the broker already confirmed it or a
+    /// commit is in flight; returns whether a commit started.
+    fn commit(&mut self) -> bool {
         let Some(watermark) = self.tracker.watermark() else {
-            return;
+            return false;
         };
         if self.view.confirmed.load(Ordering::Acquire) == watermark {
-            return;
+            return false;
         }
         let mut tpl = TopicPartitionList::with_capacity(1);
         if tpl
             .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
             .is_err()
         {
-            return;
+            return false;
         }
         if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
-            return;
+            return false;
         }
         // A synchronous commit on the blocking pool: its result is known (librdkafka 2.12
         // through rdkafka 0.39 reports no result for asynchronous commits), so `confirmed` is
@@ -660,6 +683,7 @@ impl PartitionTask {
                 }
             }
         }));
+        true
     }
 
     /// Waits for in-flight messages until none is left or the drain timeout passes.

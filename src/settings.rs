@@ -139,7 +139,8 @@ pub struct ConsumerSettings {
     /// main topics' and, separately, the retry topic's); at the bound partitions pause until
     /// messages are done. Bounds memory however many partitions a worker owns.
     pub max_in_flight_bytes: usize,
-    /// How often each partition commits its watermark while running.
+    /// How often each partition commits its watermark while running (a partition that has
+    /// caught up also commits at once, at most once more per interval).
     pub commit_interval_ms: u64,
     /// On revoke or shutdown, how long in-flight deliveries may finish before the final commit.
     pub drain_timeout_ms: u64,

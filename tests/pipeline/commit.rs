@@ -67,3 +67,26 @@ async fn without_a_dead_letter_topic_a_rejected_event_holds_its_partition() {
         "the rejected events are held, not committed"
     );
 }
+
+/// A partition that has caught up commits at once instead of at its next tick: with a
+/// ten-minute commit interval (the first tick, at start, finds nothing to commit), the burst
+/// is committed within seconds of its delivery, and only after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_caught_up_commits_before_its_next_tick() {
+    let stack = Stack::start(Spec {
+        env: &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "600000")],
+        ..Spec::one_hook(2, "")
+    })
+    .await;
+    let events = stack.produce_events("wk_acme", "acme", 0..200).await;
+    let _worker = stack.worker("worker");
+    eventually(
+        Duration::from_secs(60),
+        "both partitions committed long before their next tick",
+        || stack.fully_committed(),
+    )
+    .await;
+    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
+    let committed: i64 = stack.offsets().iter().filter_map(|p| p.committed).sum();
+    assert_eq!(committed, 200);
+}
