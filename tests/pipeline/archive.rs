@@ -143,7 +143,9 @@ async fn the_archive_holds_each_event_once_after_a_crash_and_a_replay() {
     let endpoint = s3.server.endpoint();
     let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
     // Batches cut by count (the age limit is far away until the backlog's tail), offsets
-    // committed every 2 s: objects written in between are redelivered after the kill.
+    // committed every 2 s: objects written in between are redelivered after the kill. The
+    // tail's partial batches wait 5 s, so no partition catches up (and commits at once)
+    // before then.
     let stack = archiving_stack(
         &endpoint,
         "{ batch_max_events = 200, batch_max_age_ms = 5000, concurrency = 3 }",
@@ -190,11 +192,14 @@ async fn per_batch_objects_span_partitions_and_lose_nothing_to_a_crash() {
     let s3 = LocalS3::start().await;
     let endpoint = s3.server.endpoint();
     let bucket = Bucket::new(LocalS3::location(&endpoint, "archive", ""));
-    // Batches cut by age (3 s) long before the first commit (5 s): the kill comes once the
-    // first object is there, so its events are delivered again by the next worker.
+    // Batches cut at 1 MiB (~2,400 of these ~430-byte events, more than a partition's 2,000),
+    // the last partial one by age (3 s); first commit tick at 5 s. The kill comes once the
+    // first object is there, while the partial batch still waits: its partitions have copies
+    // in flight, so they have not caught up and cannot have committed (a partition commits
+    // before its tick only once everything it took is done).
     let stack = archiving_stack(
         &endpoint,
-        "{ batch_max_events = 10000, batch_max_age_ms = 3000 }",
+        "{ batch_max_events = 10000, batch_max_bytes = 1048576, batch_max_age_ms = 3000 }",
         "objects = \"per_batch\"\n",
         &[("COURIER__CONSUMER__COMMIT_INTERVAL_MS", "5000")],
     )
