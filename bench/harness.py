@@ -177,14 +177,26 @@ def offsets(config):
     return next(iter(json.loads(out).values()))
 
 
-def wait_committed(config, timeout=1800):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        rows = offsets(config)
-        if all(r["committed"] == r["log_end"] for r in rows):
-            return
-        time.sleep(0.25)
-    raise RuntimeError(f"not committed within {timeout}s: {config}")
+def wait_committed(stack, group, rows, timeout=1800, every=0.02):
+    """Returns when the group has committed every partition's log end (`rows` as from
+    `offsets`, read before the subject started), at most `every` seconds late: one
+    OffsetFetch per poll from a client that never joins the group. Polling through `courier
+    offsets show` took 0.1-0.2 s per call, which a drain of a few seconds would count."""
+    from confluent_kafka import Consumer, TopicPartition
+    client = Consumer({"bootstrap.servers": stack.brokers, "group.id": group,
+                       "enable.auto.commit": False})
+    try:
+        wanted = [TopicPartition(TOPIC, r["partition"]) for r in rows]
+        end = {r["partition"]: r["log_end"] for r in rows}
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            committed = client.committed(wanted, timeout=10)
+            if all(tp.offset == end[tp.partition] for tp in committed):
+                return
+            time.sleep(every)
+        raise RuntimeError(f"{group} did not commit within {timeout}s")
+    finally:
+        client.close()
 
 
 def latency_phase(stack, start, count=20_000, rate=2_000):
@@ -206,7 +218,8 @@ def run_subject(stack, subject, workload, rep, backlog, python):
     group = f"bench-{subject}-{workload}-{rep}"
     config = write_config(stack, group, workload, STATE / group)
     # The topic grows by each W3 latency phase: every run drains what is there when it starts.
-    events = sum(r["log_end"] for r in offsets(config))
+    rows = offsets(config)
+    events = sum(r["log_end"] for r in rows)
     if subject == "courier":
         cmd = [BIN / "courier", "run", "--config", config]
     else:
@@ -229,7 +242,7 @@ def run_subject(stack, subject, workload, rep, backlog, python):
                 time.sleep(0.02)
         if started is None:
             raise RuntimeError(f"{group} never got an assignment; see {log_file}")
-        wait_committed(config)
+        wait_committed(stack, group, rows)
         seconds = time.time() - started
         cpu, rss = usage(proc.pid)
         result = {"events": events, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss}
