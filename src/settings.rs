@@ -228,6 +228,9 @@ impl DeliverySettings {
         if let Some(max) = limits.max_concurrency {
             self.concurrency = self.concurrency.min(max);
         }
+        if let Some(max) = limits.max_batch_age_ms {
+            self.batch_max_age_ms = self.batch_max_age_ms.min(max);
+        }
         self.requests_per_second = self.requests_per_second.or(limits.requests_per_second);
         self.events_per_second = self.events_per_second.or(limits.events_per_second);
         self
@@ -627,5 +630,46 @@ topics = ["events"]
         let s = Settings::load(&path, Some(config::Map::new())).unwrap();
         let text = serde_json::to_string(&s).unwrap();
         assert!(!text.contains("hunter2") && text.contains("1000"), "{text}");
+    }
+
+    #[test]
+    fn published_limits_clamp_delivery_settings_and_fill_rates() {
+        let settings = DeliverySettings {
+            batch_max_events: 500,
+            batch_max_age_ms: 500,
+            concurrency: 4,
+            ..DeliverySettings::default()
+        };
+        let limits = ApiLimits {
+            max_batch_events: Some(100),
+            max_concurrency: Some(1),
+            max_batch_age_ms: Some(1),
+            requests_per_second: Some(2.0),
+            ..ApiLimits::NONE
+        };
+        let within = settings.within(limits);
+        assert_eq!(within.batch_max_events, 100);
+        assert_eq!(within.concurrency, 1);
+        assert_eq!(within.batch_max_age_ms, 1);
+        assert_eq!(within.requests_per_second, Some(2.0));
+        assert_eq!(within.batch_max_bytes, settings.batch_max_bytes);
+        // Settings already under the limits stay as they are.
+        let tight = DeliverySettings {
+            batch_max_events: 10,
+            ..settings
+        };
+        assert_eq!(tight.within(limits).batch_max_events, 10);
+        // A blackhole holds nothing back, whatever the configured age.
+        let registry = courier_connectors::Registry::builtin();
+        assert_eq!(
+            settings
+                .within(registry.limits("blackhole"))
+                .batch_max_age_ms,
+            1
+        );
+        assert_eq!(
+            settings.within(registry.limits("webhook")).batch_max_age_ms,
+            500
+        );
     }
 }

@@ -135,6 +135,9 @@ pub struct ApiLimits {
     /// Batches in flight at once per destination instance, at most (an API that must see
     /// events in order, or loads that serialise on a lock anyway).
     pub max_concurrency: Option<usize>,
+    /// Milliseconds a batch may wait for more events, at most (a destination with no cost per
+    /// request gains nothing from waiting, and its events would only hold memory meanwhile).
+    pub max_batch_age_ms: Option<u64>,
 }
 
 impl ApiLimits {
@@ -145,6 +148,7 @@ impl ApiLimits {
         requests_per_second: None,
         events_per_second: None,
         max_concurrency: None,
+        max_batch_age_ms: None,
     };
 }
 

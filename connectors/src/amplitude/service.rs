@@ -47,6 +47,7 @@ impl ConnectorKind for AmplitudeConnector {
         requests_per_second: None,
         events_per_second: Some(1_000.0),
         max_concurrency: None,
+        max_batch_age_ms: None,
     };
     type Settings = AmplitudeSettings;
 

@@ -44,6 +44,7 @@ impl ConnectorKind for MixpanelConnector {
         requests_per_second: None,
         events_per_second: None,
         max_concurrency: None,
+        max_batch_age_ms: None,
     };
     type Settings = MixpanelSettings;
 

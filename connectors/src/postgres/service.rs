@@ -55,6 +55,7 @@ impl ConnectorKind for PostgresConnector {
         requests_per_second: None,
         events_per_second: None,
         max_concurrency: Some(1),
+        max_batch_age_ms: None,
     };
     type Settings = PostgresSettings;
 

@@ -46,6 +46,7 @@ impl ConnectorKind for RedshiftConnector {
         requests_per_second: None,
         events_per_second: None,
         max_concurrency: Some(1),
+        max_batch_age_ms: None,
     };
     type Settings = RedshiftSettings;
 

@@ -102,6 +102,7 @@ impl ConnectorKind for S3Archive {
         requests_per_second: None,
         events_per_second: None,
         max_concurrency: None,
+        max_batch_age_ms: None,
     };
     type Settings = ArchiveSettings;
 

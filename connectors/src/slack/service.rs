@@ -51,6 +51,7 @@ impl ConnectorKind for SlackConnector {
         requests_per_second: Some(1.0),
         events_per_second: None,
         max_concurrency: Some(1),
+        max_batch_age_ms: None,
     };
     type Settings = SlackSettings;
 
