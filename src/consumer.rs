@@ -10,6 +10,8 @@
 //!   for them to drain (each bounded by the drain timeout), then commit their watermarks
 //!   synchronously. Only then does the rebalance proceed, so the next owner starts exactly at
 //!   the first message this worker had not finished.
+//! - **Commits while running**: the consumer's [`Committer`] commits every running partition's
+//!   watermark in one request per tick (see [`crate::commits`]).
 //! - **Shutdown**: the same as revoking everything, then the consumer is closed, which leaves
 //!   the group at once instead of waiting for the session timeout.
 //!
@@ -23,7 +25,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaResult;
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
@@ -32,6 +34,7 @@ use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::commits::{Committer, Pending};
 use crate::partition::{Mode, PartitionEnv, PartitionTask};
 use crate::status::PartitionView;
 
@@ -48,8 +51,8 @@ pub(crate) const NOT_CONFIRMED: i64 = -1;
 struct Running {
     cancel: CancellationToken,
     task: JoinHandle<Option<i64>>,
-    /// The last offset the broker confirmed for this partition, set by the commit callback.
-    confirmed: Arc<AtomicI64>,
+    /// The task's published watermark and the last offset the broker confirmed.
+    view: Arc<PartitionView>,
 }
 
 /// Rebalance handling and the registry of running partition tasks.
@@ -58,6 +61,8 @@ pub struct CourierContext {
     runtime: Handle,
     env: Arc<PartitionEnv>,
     running: Mutex<HashMap<PartitionKey, Running>>,
+    /// Every commit of this consumer.
+    pub(crate) committer: Committer,
 }
 
 impl std::fmt::Debug for CourierContext {
@@ -77,13 +82,39 @@ impl CourierContext {
             runtime,
             env,
             running: Mutex::new(HashMap::new()),
+            committer: Committer::default(),
         }
     }
 
     /// Gives the context its consumer, which it needs to split partition queues. Call once,
     /// right after creating the consumer and before subscribing.
     pub fn bind(consumer: &Arc<CourierConsumer>) {
-        let _ = consumer.context().consumer.set(Arc::downgrade(consumer));
+        let context = consumer.context();
+        if context.consumer.set(Arc::downgrade(consumer)).is_ok() {
+            let interval = Duration::from_millis(context.env.limits.commit_interval_ms);
+            context
+                .committer
+                .start(&context.runtime, Arc::downgrade(consumer), interval);
+        }
+    }
+
+    /// The running partitions whose published watermark the broker has not confirmed.
+    pub(crate) fn unconfirmed_watermarks(&self) -> Vec<Pending> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .iter()
+            .filter_map(|((topic, partition), r)| {
+                let offset = r.view.watermark.load(Ordering::Acquire);
+                (offset >= 0 && offset != r.view.confirmed.load(Ordering::Acquire)).then(|| {
+                    Pending {
+                        topic: topic.clone(),
+                        partition: *partition,
+                        offset,
+                        view: r.view.clone(),
+                    }
+                })
+            })
+            .collect()
     }
 
     fn start(&self, tpl: &TopicPartitionList) {
@@ -106,9 +137,9 @@ impl CourierContext {
                 continue;
             };
             let cancel = CancellationToken::new();
-            let confirmed = Arc::new(AtomicI64::new(NOT_CONFIRMED));
             let view = Arc::new(PartitionView {
-                confirmed: confirmed.clone(),
+                confirmed: Arc::new(AtomicI64::new(NOT_CONFIRMED)),
+                watermark: AtomicI64::new(NOT_CONFIRMED),
                 in_flight: AtomicUsize::new(0),
                 lag: AtomicI64::new(-1),
             });
@@ -120,17 +151,11 @@ impl CourierContext {
                 key.0.clone(),
                 key.1,
                 self.env.clone(),
-                view,
+                view.clone(),
+                self.committer.nudge(),
             );
             let task = self.runtime.spawn(task.run(queue, cancel.clone()));
-            running.insert(
-                key,
-                Running {
-                    cancel,
-                    task,
-                    confirmed,
-                },
-            );
+            running.insert(key, Running { cancel, task, view });
         }
         metrics::gauge!("courier_assigned_partitions").set(running.len() as f64);
     }
@@ -155,19 +180,22 @@ impl CourierContext {
         for (_, r) in &stopping {
             r.cancel.cancel();
         }
-        let mut tpl = TopicPartitionList::new();
+        let mut last = Vec::new();
         for ((topic, partition), r) in stopping {
             match self.runtime.block_on(r.task) {
-                Ok(Some(watermark)) => {
-                    let _ = tpl.add_partition_offset(&topic, partition, Offset::Offset(watermark));
-                }
+                Ok(Some(offset)) => last.push(Pending {
+                    topic,
+                    partition,
+                    offset,
+                    view: r.view,
+                }),
                 Ok(None) => {}
                 Err(err) => {
                     tracing::error!(topic = &*topic, partition, error = %err, "partition task failed; not committing it")
                 }
             }
         }
-        if tpl.count() == 0 {
+        if last.is_empty() {
             return;
         }
         if consumer.assignment_lost() {
@@ -176,18 +204,22 @@ impl CourierContext {
             );
             return;
         }
-        let started = std::time::Instant::now();
-        match consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => {
-                metrics::histogram!("courier_commit_duration_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                for e in tpl.elements() {
-                    tracing::info!(topic = e.topic(), partition = e.partition(), offset = ?e.offset(), "committed on release");
+        // The stopped partitions left the running set above, so the committer's commit in
+        // flight, if any, lands before this one and none after it includes them.
+        let listed: Vec<(Arc<str>, i32, i64)> = last
+            .iter()
+            .map(|p| (p.topic.clone(), p.partition, p.offset))
+            .collect();
+        match self.committer.commit(consumer, || last) {
+            Some(Ok(())) => {
+                for (topic, partition, offset) in listed {
+                    tracing::info!(topic = &*topic, partition, offset, "committed on release");
                 }
             }
-            Err(err) => {
+            Some(Err(err)) => {
                 tracing::error!(error = %err, "final commit failed; the next owner will redeliver from the previous commit")
             }
+            None => {}
         }
     }
 
@@ -251,7 +283,7 @@ impl ConsumerContext for CourierContext {
                 continue;
             };
             if let Some(r) = running.get(&(Arc::from(e.topic()), e.partition())) {
-                r.confirmed.store(offset, Ordering::Release);
+                r.view.confirmed.store(offset, Ordering::Release);
             }
         }
     }
@@ -286,7 +318,9 @@ pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken
         .map(|r| r.keys().cloned().collect())
         .unwrap_or_default();
     context.stop(&consumer, all);
-    // The last reference: dropping closes the consumer, which leaves the group.
+    context.committer.stop(&context.runtime);
+    // The last reference (the committer task, which held it while committing, has ended):
+    // dropping closes the consumer, which leaves the group.
     drop(consumer);
     tracing::info!("consumer closed");
 }

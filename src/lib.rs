@@ -4,10 +4,11 @@
 //! # Layout
 //! The data path, in the order a message travels it:
 //! - [`consumer`]: the group consumer; assignment, revocation, final commits, the poll thread.
-//! - [`partition`]: one task per assigned partition: decode, route, fan out, commit.
+//! - [`partition`]: one task per assigned partition: decode, route, fan out, track.
 //! - [`route`]: the routing table (write key → customer → enabled, filtered destinations).
 //! - [`ack`]: the per-message acknowledgement shared by its destination copies.
-//! - [`tracker`]: per-partition completion and the committable watermark.
+//! - [`tracker`]: per-partition completion and the committable watermark;
+//!   [`commits`]: one offset commit request per consumer for all of its partitions.
 //! - [`budget`]: the bytes a consumer may hold undone across its partitions;
 //!   [`pressure`]: a spent budget, or a draining partition, makes destinations send partial
 //!   batches early.
@@ -43,6 +44,7 @@ pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod budget;
+pub mod commits;
 pub mod consumer;
 pub mod control;
 pub mod customers;

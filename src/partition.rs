@@ -13,9 +13,10 @@
 //! Invariants:
 //! - the committed offset is always the tracker's watermark: never past a message that is not
 //!   done (a run is done only when every copy of every message in it is);
-//! - the watermark is committed every `commit_interval_ms`, and also as soon as everything the
-//!   task took is done (at most once more per interval), so an idle partition's committed
-//!   offset is current;
+//! - the task publishes its watermark in its [`PartitionView`] after every completion and never
+//!   commits itself: the consumer's committer ([`crate::commits`]) commits every partition's
+//!   watermark in one request per `commit_interval_ms`, and soon after a task has caught up
+//!   (everything it took is done), so an idle partition's committed offset is current;
 //! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
 //!   paused in librdkafka (no fetching) and resumed below half of it;
 //! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
@@ -34,10 +35,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use courier_connectors::Event;
-use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Message, OwnedHeaders};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::TopicPartitionList;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
@@ -226,11 +227,13 @@ pub(crate) struct PartitionTask {
     partition: i32,
     env: Arc<PartitionEnv>,
     tracker: OffsetTracker,
-    /// The last offset the broker confirmed (updated by the consumer's commit callback; a
-    /// watermark that differs is committed again on the next tick, so a commit that failed
-    /// during a rebalance is retried even when the watermark no longer moves) and the
-    /// in-flight count, as `/status` shows them.
+    /// Where the task publishes its watermark and in-flight count; the committer records the
+    /// confirmed offset there (a watermark that differs is committed again on the next tick,
+    /// so a commit that failed during a rebalance is retried even when the watermark no longer
+    /// moves).
     view: Arc<PartitionView>,
+    /// Asks the consumer's committer to commit now.
+    commit_now: Arc<Notify>,
     paused: bool,
     /// A polled message waiting for its share of the budget.
     waiting: Option<Polled>,
@@ -241,10 +244,6 @@ pub(crate) struct PartitionTask {
     /// Metric handles, resolved once (a labelled lookup per message would cost more than the
     /// increment).
     meters: Meters,
-    /// The commit in flight, if any (one at a time per partition).
-    committing: Option<tokio::task::JoinHandle<()>>,
-    /// When the partition last committed because it had caught up (see [`Self::complete`]).
-    caught_up_commit: Option<Instant>,
 }
 
 struct Meters {
@@ -260,6 +259,7 @@ impl PartitionTask {
         partition: i32,
         env: Arc<PartitionEnv>,
         view: Arc<PartitionView>,
+        commit_now: Arc<Notify>,
     ) -> Self {
         let labels = [
             ("topic", topic.to_string()),
@@ -281,12 +281,11 @@ impl PartitionTask {
             env,
             tracker: OffsetTracker::new(),
             view,
+            commit_now,
             paused: false,
             waiting: None,
             fetched: VecDeque::new(),
             reader,
-            committing: None,
-            caught_up_commit: None,
             meters,
         }
     }
@@ -302,9 +301,6 @@ impl PartitionTask {
         let waker = wake.clone();
         queue.set_nonempty_callback(move || waker.notify_one());
         let (done_tx, mut done_rx) = unbounded_channel();
-        let mut commit_tick =
-            tokio::time::interval(Duration::from_millis(self.env.limits.commit_interval_ms));
-        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(
             topic = &*self.topic,
             partition = self.partition,
@@ -347,9 +343,6 @@ impl PartitionTask {
                 biased;
                 () = cancel.cancelled() => break,
                 Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
-                _ = commit_tick.tick() => {
-                    self.commit();
-                }
                 share = budget_free.take(wanted), if self.waiting.is_some() => {
                     if let Some(polled) = self.waiting.take() {
                         let inbound = polled.hold(share);
@@ -372,10 +365,6 @@ impl PartitionTask {
             // Destinations send their partial batches now instead of at their age.
             let _draining = crate::pressure::pressure().drain();
             self.drain(&mut done_rx).await;
-        }
-        // An older watermark must not land after the caller's final commit.
-        if let Some(commit) = self.committing.take() {
-            let _ = commit.await;
         }
         // librdkafka keeps a partition's pause across revoke and re-assignment: leave none
         // behind, or this worker would never fetch the partition again if it came back.
@@ -593,6 +582,10 @@ impl PartitionTask {
         while let Ok(offset) = done_rx.try_recv() {
             self.tracker.complete(offset);
         }
+        let watermark = self.tracker.watermark();
+        if let Some(offset) = watermark {
+            self.view.watermark.store(offset, Ordering::Release);
+        }
         let in_flight = self.tracker.in_flight();
         self.view.in_flight.store(in_flight, Ordering::Relaxed);
         self.meters.in_flight.set(in_flight as f64);
@@ -602,19 +595,14 @@ impl PartitionTask {
         {
             self.set_paused(false);
         }
-        // Caught up (everything taken is done): commit now instead of at the next tick, so an
-        // idle partition's committed offset (and its lag) is current, and the end of a burst
-        // does not wait up to a commit interval. At most once per interval beyond the ticks:
-        // a trickle of events, which catches up after every one, commits at most twice as
-        // often as configured.
-        if in_flight == 0 && self.waiting.is_none() && self.fetched.is_empty() {
-            let interval = Duration::from_millis(self.env.limits.commit_interval_ms);
-            let due = self
-                .caught_up_commit
-                .is_none_or(|at| at.elapsed() >= interval);
-            if due && self.commit() {
-                self.caught_up_commit = Some(Instant::now());
-            }
+        // Caught up (everything taken is done): ask for a commit now instead of at the next
+        // tick, so an idle partition's committed offset (and its lag) is current, and the end
+        // of a burst does not wait up to a commit interval. The committer spaces such commits
+        // and lets partitions that catch up together share one.
+        let caught_up = in_flight == 0 && self.waiting.is_none() && self.fetched.is_empty();
+        if caught_up && watermark.is_some_and(|w| w != self.view.confirmed.load(Ordering::Acquire))
+        {
+            self.commit_now.notify_one();
         }
     }
 
@@ -643,47 +631,6 @@ impl PartitionTask {
                 tracing::warn!(topic = &*self.topic, partition = self.partition, error = %err, "pause/resume failed");
             }
         }
-    }
-
-    /// Commits the watermark (in the background) unless the broker already confirmed it or a
-    /// commit is in flight; returns whether a commit started.
-    fn commit(&mut self) -> bool {
-        let Some(watermark) = self.tracker.watermark() else {
-            return false;
-        };
-        if self.view.confirmed.load(Ordering::Acquire) == watermark {
-            return false;
-        }
-        let mut tpl = TopicPartitionList::with_capacity(1);
-        if tpl
-            .add_partition_offset(&self.topic, self.partition, Offset::Offset(watermark))
-            .is_err()
-        {
-            return false;
-        }
-        if self.committing.as_ref().is_some_and(|c| !c.is_finished()) {
-            return false;
-        }
-        // A synchronous commit on the blocking pool: its result is known (librdkafka 2.12
-        // through rdkafka 0.39 reports no result for asynchronous commits), so `confirmed` is
-        // what the broker holds, and a failed commit is simply made again on the next tick.
-        let consumer = self.consumer.clone();
-        let view = self.view.clone();
-        let (topic, partition) = (self.topic.clone(), self.partition);
-        self.committing = Some(tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            match consumer.commit(&tpl, CommitMode::Sync) {
-                Ok(()) => {
-                    view.confirmed.store(watermark, Ordering::Release);
-                    metrics::histogram!("courier_commit_duration_seconds")
-                        .record(started.elapsed().as_secs_f64());
-                }
-                Err(err) => {
-                    tracing::warn!(topic = &*topic, partition, error = %err, "commit failed; retrying on the next tick")
-                }
-            }
-        }));
-        true
     }
 
     /// Waits for in-flight messages until none is left or the drain timeout passes.

@@ -139,8 +139,9 @@ pub struct ConsumerSettings {
     /// main topics' and, separately, the retry topic's); at the bound partitions pause until
     /// messages are done. Bounds memory however many partitions a worker owns.
     pub max_in_flight_bytes: usize,
-    /// How often each partition commits its watermark while running (a partition that has
-    /// caught up also commits at once, at most once more per interval).
+    /// How often the worker commits its partitions' watermarks while running, all in one
+    /// request (partitions that have caught up are also committed soon after, in requests a
+    /// tenth of this apart at least, at most 100 ms).
     pub commit_interval_ms: u64,
     /// On revoke or shutdown, how long in-flight deliveries may finish before the final commit.
     pub drain_timeout_ms: u64,

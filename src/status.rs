@@ -20,6 +20,8 @@ use crate::route::RoutingTable;
 pub struct PartitionView {
     /// The last offset the broker confirmed (-1: none yet).
     pub confirmed: Arc<AtomicI64>,
+    /// The partition task's watermark, the offset to commit (-1: no message done yet).
+    pub watermark: AtomicI64,
     /// Messages taken and not yet done.
     pub in_flight: AtomicUsize,
     /// Messages behind the log end, from librdkafka's statistics (-1: not known yet).

@@ -7,27 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    customer, eventually, ids, records, sample_events, until_fully_committed, Spec, Stack, SECRET,
-    SECRET_VAR, TOPIC,
+    customer, eventually, get, ids, metric, records, sample_events, until_fully_committed, Spec,
+    Stack, SECRET, SECRET_VAR, TOPIC,
 };
-
-async fn get(url: &str) -> (u16, String) {
-    match reqwest::get(url).await {
-        Ok(r) => {
-            let status = r.status().as_u16();
-            (status, r.text().await.unwrap_or_default())
-        }
-        Err(e) => (0, e.to_string()),
-    }
-}
-
-/// The value of a metric line (`name{labels} value`) that contains every one of `parts`.
-fn metric(text: &str, name: &str, parts: &[&str]) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .reduce(|a, b| a + b)
-}
 
 /// Runs `courier <args>` against the stack's configuration.
 fn courier(stack: &Stack, args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
