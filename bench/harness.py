@@ -23,6 +23,11 @@ BIN = Path(os.environ.get("COURIER_BENCH_BIN", ROOT / "target" / "release"))
 STATE = ROOT / ".devstack" / "bench"
 PG = "postgres://postgres@127.0.0.1:5432/postgres"
 TOPIC = "bench"
+# Each W3 and `mix` run sends its latency phase's stamped events to a topic of its own (which
+# the subject subscribes to as well): produced at 2,000 events/s, they are small record batches,
+# and in the backlog topic they made every later repetition drain a larger and slower backlog
+# (80,000 of them took the raw consumer from ~1.2 million to ~420,000 events/s).
+LIVE = "bench-live"
 DLQ = "bench-dead-letter"
 COUNTER = "127.0.0.1:18095"
 S3 = "http://127.0.0.1:18070"
@@ -69,12 +74,13 @@ def http_json(url, data=None):
 class Stack:
     """The broker, the S3 server and the counting receiver, stopped on exit."""
 
-    def __init__(self, partitions):
+    def __init__(self, partitions, live=0):
         shutil.rmtree(STATE, ignore_errors=True)
         STATE.mkdir(parents=True)
         self.procs = []
         bootstrap = STATE / "bootstrap"
         self.spawn("broker", [BIN / "courier-devstack", "broker", "--topic", f"{TOPIC}:{partitions}",
+                              *[a for k in range(live) for a in ("--topic", f"{LIVE}-{k}:4")],
                               "--topic", f"{DLQ}:1", "--bootstrap-file", bootstrap])
         self.s3 = self.spawn("s3", self.s3_command())
         self.spawn("counter", [BIN / "courier-devstack", "count", "--listen", COUNTER])
@@ -123,9 +129,34 @@ class Stack:
             p.wait(timeout=20)
 
 
-def write_config(stack, group, workload, directory):
+def cpu_idle(seconds=1.0):
+    """The fraction of the machine's CPU time that was idle over `seconds`."""
+    def sample():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3], sum(fields)
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def settle(timeout=300, quiet=0.85):
+    """Waits until the machine is quiet before a run: PostgreSQL checkpointed, and at least
+    `quiet` of the CPU time idle over a second. Returns the seconds waited. A W4 or `mix` run
+    leaves PostgreSQL writing and vacuuming the tables it loaded for a while afterwards, which
+    would take the cores from the next subject."""
+    started = time.time()
+    subprocess.run(["psql", "-q", PG, "-c", "CHECKPOINT"], capture_output=True)
+    while time.time() - started < timeout:
+        if cpu_idle() >= quiet:
+            return round(time.time() - started, 1)
+    log(f"the machine is still busy after {timeout}s; running anyway")
+    return round(time.time() - started, 1)
+
+
+def write_config(stack, group, workload, directory, live=None):
     """A worker configuration with 100 customers, each with the workload's destination (`mix`:
-    all four)."""
+    all four), consuming the backlog topic and `live`, if given."""
     directory.mkdir(parents=True, exist_ok=True)
     customers = directory / "customers"
     customers.mkdir(exist_ok=True)
@@ -157,7 +188,7 @@ def write_config(stack, group, workload, directory):
 [kafka]
 brokers = "{stack.brokers}"
 group_id = "{group}"
-topics = ["{TOPIC}"]
+topics = {json.dumps([TOPIC] + ([live] if live else []))}
 [consumer]
 commit_interval_ms = 500
 [dead_letter]
@@ -174,7 +205,7 @@ listen = "127.0.0.1:0"
 def offsets(config):
     out = subprocess.run([BIN / "courier", "offsets", "show", "--json", "--config", config],
                          capture_output=True, text=True, check=True).stdout
-    return next(iter(json.loads(out).values()))
+    return [r for r in next(iter(json.loads(out).values())) if r["topic"] == TOPIC]
 
 
 def wait_committed(stack, group, rows, timeout=1800, every=0.02):
@@ -199,10 +230,11 @@ def wait_committed(stack, group, rows, timeout=1800, every=0.02):
         client.close()
 
 
-def latency_phase(stack, start, count=20_000, rate=2_000):
-    """Stamped events at a steady rate while the subject runs; p50/p99 from the counter."""
+def latency_phase(stack, start, topic, count=20_000, rate=2_000):
+    """Stamped events into `topic` at a steady rate while the subject runs; p50/p99 from the
+    counter."""
     http_json(f"http://{COUNTER}/_reset", data=b"")
-    subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", TOPIC,
+    subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", topic,
                     "--count", str(count), "--from", str(start), "--rate", str(rate), "--stamp"],
                    check=True, capture_output=True)
     deadline = time.time() + 120
@@ -214,16 +246,17 @@ def latency_phase(stack, start, count=20_000, rate=2_000):
     return None, None
 
 
-def run_subject(stack, subject, workload, rep, backlog, python):
+def run_subject(stack, subject, workload, rep, backlog, python, live=None):
     group = f"bench-{subject}-{workload}-{rep}"
-    config = write_config(stack, group, workload, STATE / group)
-    # The topic grows by each W3 latency phase: every run drains what is there when it starts.
+    config = write_config(stack, group, workload, STATE / group, live)
+    # Latency phases write to live topics, so every run drains the same backlog.
     rows = offsets(config)
     events = sum(r["log_end"] for r in rows)
     if subject == "courier":
         cmd = [BIN / "courier", "run", "--config", config]
     else:
-        cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", TOPIC,
+        topics = ",".join([TOPIC] + ([live] if live else []))
+        cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", topics,
                "--group", group, "--workload", workload, "--webhook", f"http://{COUNTER}", "--s3-endpoint", S3,
                "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
     http_json(f"http://{COUNTER}/_reset", data=b"")
@@ -247,7 +280,8 @@ def run_subject(stack, subject, workload, rep, backlog, python):
         cpu, rss = usage(proc.pid)
         result = {"events": events, "seconds": seconds, "cpu_seconds": cpu, "peak_rss_mb": rss}
         if workload in ("w3", "mix"):
-            result["p50_ms"], result["p99_ms"] = latency_phase(stack, 10_000_000 * (rep + 1) + backlog["events"])
+            result["p50_ms"], result["p99_ms"] = latency_phase(
+                stack, 10_000_000 * (rep + 1) + backlog["events"], live)
             result["delivered"] = None
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -288,7 +322,9 @@ def main():
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG], check=True, stdout=subprocess.DEVNULL,
                    input="SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace "
                          "WHERE nspname LIKE 'bench\\_%' \\gexec\n", text=True)
-    stack = Stack(args.partitions)
+    # A live topic per W3 or `mix` run: at most three per repetition.
+    stack = Stack(args.partitions, live=3 * args.reps)
+    lives = iter(f"{LIVE}-{k}" for k in range(3 * args.reps))
     try:
         log(f"producing {args.events} events into {args.partitions} partitions")
         t = time.time()
@@ -304,7 +340,9 @@ def main():
         for rep in range(args.reps):
             if "ceiling" in subjects:
                 check_log_start(probe)
+                waited = settle()
                 r = run_ceiling(stack, rep)
+                r["settle_seconds"] = waited
                 results["runs"].setdefault("ceiling", []).append(r)
                 if backlog["bytes"] is None:
                     backlog["bytes"] = r["bytes"]
@@ -315,7 +353,10 @@ def main():
                     check_log_start(probe)
                     if w in ("w2", "mix"):
                         stack.fresh_s3()
-                    r = run_subject(stack, s, w, rep, backlog, args.python)
+                    waited = settle()
+                    live = next(lives) if w in ("w3", "mix") else None
+                    r = run_subject(stack, s, w, rep, backlog, args.python, live)
+                    r["settle_seconds"] = waited
                     results["runs"].setdefault(f"{s}/{w}", []).append(r)
                     log(f"{s} {w} rep {rep}: {r}")
         results["backlog"] = backlog

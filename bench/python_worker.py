@@ -2,7 +2,7 @@
 confluent-kafka that does each benchmark workload the straightforward way, committing offsets
 only after delivery.
 
-    python_worker.py --brokers B --topic T --group G --workload w1|w2|w3|w4 [options]
+    python_worker.py --brokers B --topic T[,T2...] --group G --workload w1|w2|w3|w4 [options]
 
 It consumes with the group (subscribe), decodes each event (json), routes it by writeKey to its
 customer (100 known write keys), and per workload:
@@ -62,7 +62,7 @@ def main():
         "auto.offset.reset": "earliest",
         "partition.assignment.strategy": "cooperative-sticky",
     })
-    consumer.subscribe([args.topic], on_assign=lambda c, partitions: print("assigned", len(partitions), flush=True))
+    consumer.subscribe(args.topic.split(","), on_assign=lambda c, partitions: print("assigned", len(partitions), flush=True))
     while running:
         messages = consumer.consume(num_messages=5000, timeout=0.2)
         if not messages:
@@ -72,7 +72,7 @@ def main():
         for m in messages:
             if m.error():
                 continue
-            offsets[m.partition()] = m.offset()
+            offsets[(m.topic(), m.partition())] = m.offset()
             try:
                 event = json.loads(m.value())
             except ValueError:
@@ -80,10 +80,10 @@ def main():
             customer = customers.get(event.get("writeKey"))
             if customer is None:
                 continue
-            by_partition[m.partition()].append((customer, m.offset(), event, m.value()))
+            by_partition[(m.topic(), m.partition())].append((customer, m.offset(), event, m.value()))
         deliver(by_partition)
         consumer.commit(
-            offsets=[TopicPartition(args.topic, p, o + 1) for p, o in offsets.items()],
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
             asynchronous=False,
         )
     consumer.close()
@@ -103,14 +103,14 @@ def make_delivery(args):
         )
 
         def archive(batches):
-            for partition, items in batches.items():
+            for (topic, partition), items in batches.items():
                 per_customer = defaultdict(list)
                 for customer, offset, _, raw in items:
                     per_customer[customer].append((offset, raw))
                 for customer, lines in per_customer.items():
                     body = gzip.compress(b"\n".join(raw for _, raw in lines) + b"\n", 1)
                     first, last = lines[0][0], lines[-1][0]
-                    key = f"python/{customer}/{args.topic}-{partition}-{first:020}-{last:020}.ndjson.gz"
+                    key = f"python/{customer}/{topic}-{partition}-{first:020}-{last:020}.ndjson.gz"
                     s3.put_object(Bucket=args.bucket, Key=key, Body=body)
 
         return archive
