@@ -142,9 +142,10 @@ def cpu_idle(seconds=1.0):
 
 def settle(timeout=300, quiet=0.85):
     """Waits until the machine is quiet before a run: PostgreSQL checkpointed, and at least
-    `quiet` of the CPU time idle over a second. Returns the seconds waited. A W4 or `mix` run
-    leaves PostgreSQL writing and vacuuming the tables it loaded for a while afterwards, which
-    would take the cores from the next subject."""
+    `quiet` of the CPU time idle over a second. Returns the seconds waited (recorded with each
+    run). A guard: nothing one run leaves behind (PostgreSQL writing out or vacuuming what a W4
+    or `mix` run loaded, say) may take the cores from the next subject. In the runs recorded
+    so far it waited about a second each time."""
     started = time.time()
     subprocess.run(["psql", "-q", PG, "-c", "CHECKPOINT"], capture_output=True)
     while time.time() - started < timeout:
