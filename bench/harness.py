@@ -155,6 +155,11 @@ def settle(timeout=300, quiet=0.85):
     return round(time.time() - started, 1)
 
 
+def topics(live):
+    """The topics a run consumes: the backlog, and its live topic if it has one."""
+    return [TOPIC] + ([live] if live else [])
+
+
 def write_config(stack, group, workload, directory, live=None):
     """A worker configuration with 100 customers, each with the workload's destination (`mix`:
     all four), consuming the backlog topic and `live`, if given."""
@@ -189,7 +194,7 @@ def write_config(stack, group, workload, directory, live=None):
 [kafka]
 brokers = "{stack.brokers}"
 group_id = "{group}"
-topics = {json.dumps([TOPIC] + ([live] if live else []))}
+topics = {json.dumps(topics(live))}
 [consumer]
 commit_interval_ms = 500
 [dead_letter]
@@ -256,8 +261,7 @@ def run_subject(stack, subject, workload, rep, backlog, python, live=None):
     if subject == "courier":
         cmd = [BIN / "courier", "run", "--config", config]
     else:
-        topics = ",".join([TOPIC] + ([live] if live else []))
-        cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", topics,
+        cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", ",".join(topics(live)),
                "--group", group, "--workload", workload, "--webhook", f"http://{COUNTER}", "--s3-endpoint", S3,
                "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
     http_json(f"http://{COUNTER}/_reset", data=b"")

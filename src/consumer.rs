@@ -138,7 +138,7 @@ impl CourierContext {
             };
             let cancel = CancellationToken::new();
             let view = Arc::new(PartitionView {
-                confirmed: Arc::new(AtomicI64::new(NOT_CONFIRMED)),
+                confirmed: AtomicI64::new(NOT_CONFIRMED),
                 watermark: AtomicI64::new(NOT_CONFIRMED),
                 in_flight: AtomicUsize::new(0),
                 lag: AtomicI64::new(-1),

@@ -19,7 +19,7 @@ use crate::route::RoutingTable;
 #[derive(Debug, Default)]
 pub struct PartitionView {
     /// The last offset the broker confirmed (-1: none yet).
-    pub confirmed: Arc<AtomicI64>,
+    pub confirmed: AtomicI64,
     /// The partition task's watermark, the offset to commit (-1: no message done yet).
     pub watermark: AtomicI64,
     /// Messages taken and not yet done.
