@@ -75,13 +75,20 @@ const PRESSURE_CUT_BYTES: usize = 64 * 1024;
 pub struct EventCopy {
     /// The event.
     pub event: Arc<Event>,
-    /// Where it was consumed (for dead letters).
-    pub origin: Origin,
+    /// Where it was consumed (for dead letters and by-source batches); shared by the copies
+    /// of one message, so a copy in a queue or batch is four words.
+    pub origin: Arc<Origin>,
     /// This copy's share of the message's acknowledgement.
     pub ack: MessageAck,
     /// Its retry state when it comes from the retry topic (`None` in the main flow).
-    pub retry: Option<RetryState>,
+    /// Boxed: the retry flow is rare, and the main flow's copies should stay small.
+    pub retry: Option<Box<RetryState>>,
 }
+
+// A copy sits in a destination's queue, its receive buffer and its batch, for every
+// destination of every message in flight (with 100 customers x 4 destinations, a receive
+// buffer alone is 400 x 256 copies): keep it four words.
+const _: () = assert!(std::mem::size_of::<EventCopy>() <= 40);
 
 /// Where events go that cannot be delivered now: the dead-letter topic, and the retry topic
 /// when non-blocking retries are configured.
@@ -580,10 +587,13 @@ impl Worker {
         let mut expired = Vec::new();
         let mut parked = Vec::new();
         for copy in copies {
-            match parking.policy().next_state(copy.retry, now) {
+            match parking
+                .policy()
+                .next_state(copy.retry.as_deref().copied(), now)
+            {
                 Some(state) => parked.push((copy, state)),
                 None => {
-                    let attempts = copy.retry.map_or(0, |r| r.attempt);
+                    let attempts = copy.retry.as_ref().map_or(0, |r| r.attempt);
                     expired.push((
                         copy,
                         format!("gave up after {attempts} parked attempts: {reason}"),

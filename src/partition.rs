@@ -468,25 +468,14 @@ impl PartitionTask {
             return true;
         };
         let event = Arc::new(event);
-        // The origin is cloned for all but the last copy, which takes it.
-        let mut wanting = customer.targets.iter().filter(|target| {
+        let origin = Arc::new(origin);
+        let wanting = customer.targets.iter().filter(|target| {
             target.filter.accepts(&event) && target.handle.destination.accepts(&event)
         });
-        let mut origin = Some(origin);
-        let mut next = wanting.next();
-        while let Some(target) = next {
-            next = wanting.next();
-            let taken = if next.is_some() {
-                origin.clone()
-            } else {
-                origin.take()
-            };
-            let Some(origin) = taken else {
-                break;
-            };
+        for target in wanting {
             let copy = EventCopy {
                 event: event.clone(),
-                origin,
+                origin: origin.clone(),
                 ack: ack.share(),
                 retry: None,
             };
@@ -543,9 +532,9 @@ impl PartitionTask {
         };
         let copy = EventCopy {
             event,
-            origin,
+            origin: Arc::new(origin),
             ack: ack.share(),
-            retry: Some(parked.state),
+            retry: Some(Box::new(parked.state)),
         };
         send(&handle, copy, cancel).await
     }

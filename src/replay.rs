@@ -255,13 +255,13 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
             continue;
         };
         let event = Arc::new(event);
-        let origin = Origin {
+        let origin = Arc::new(Origin {
             topic: topic.clone(),
             partition: request.partition,
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
             key: message.key().map(bytes::Bytes::copy_from_slice),
-        };
+        });
         let mut taken = false;
         for target in &route.targets {
             if !target.filter.accepts(&event) || !target.handle.destination.accepts(&event) {
