@@ -390,20 +390,6 @@ impl Event {
     }
 }
 
-/// Appends `[e1,e2,...]` with each event's original bytes to `out`: a JSON array without
-/// re-serialising anything.
-pub fn write_json_array(events: &[std::sync::Arc<Event>], out: &mut Vec<u8>) {
-    out.reserve(events.iter().map(|e| e.raw.len() + 1).sum::<usize>() + 1);
-    out.push(b'[');
-    for (i, event) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        out.extend_from_slice(&event.raw);
-    }
-    out.push(b']');
-}
-
 impl fmt::Debug for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The payload can hold personal data and the write key is a credential: neither is

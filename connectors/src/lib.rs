@@ -10,6 +10,7 @@
 //! - [`registry`]: typed connector kinds ([`ConnectorKind`]) behind an object-safe facade, and
 //!   the [`Registry`] that builds destination instances from settings.
 //! - [`secret`]: a string that never prints.
+//! - [`array_body`]: a batch's original bytes as a JSON array, streamed as a request body.
 //! - `gzip`: gzip bodies with a deflate state reused per thread.
 //! - [`http`]: the HTTP status classification shared by every HTTP connector.
 //! - [`mapping`]: reading Segment fields, for connectors that translate events.
@@ -26,6 +27,7 @@
 //! acknowledgement are the runtime's job, applied the same way to every connector.
 
 pub mod amplitude;
+pub mod array_body;
 pub mod blackhole;
 pub mod destination;
 pub mod error;

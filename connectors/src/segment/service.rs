@@ -7,9 +7,10 @@ use async_trait::async_trait;
 use reqwest::header::CONTENT_TYPE;
 
 use super::config::SegmentSettings;
+use crate::array_body::ArrayBody;
 use crate::destination::{ApiLimits, BuildContext, Destination};
 use crate::error::{BuildError, DeliveryError, Others, RejectedEvent};
-use crate::event::{write_json_array, Event};
+use crate::event::Event;
 use crate::http;
 use crate::registry::{ConnectorKind, SettingDoc};
 use crate::secret::Secret;
@@ -102,10 +103,7 @@ impl Destination for SegmentConnector {
                 Others::Resend,
             ));
         }
-        let mut body = Vec::new();
-        body.extend_from_slice(b"{\"batch\":");
-        write_json_array(batch, &mut body);
-        body.push(b'}');
+        let body = ArrayBody::new(batch, b"{\"batch\":[", b"]}");
         let request = self
             .client
             .post(&self.url)

@@ -2,23 +2,50 @@
 
 use std::sync::Arc;
 
-use crate::event::{write_json_array, Event};
+use bytes::Bytes;
 
-/// The JSON body for `batch`: the single event when `single` is set and the batch holds one
-/// event, else a JSON array of the events' original bytes.
-pub(crate) fn body(batch: &[Arc<Event>], single: bool) -> Vec<u8> {
-    if single && batch.len() == 1 {
-        return batch[0].raw().to_vec();
+use crate::array_body::ArrayBody;
+use crate::event::Event;
+
+/// A webhook request's body.
+#[derive(Debug)]
+pub(crate) enum WebhookBody {
+    /// One event's original bytes, sent as they are.
+    Single(Bytes),
+    /// A JSON array of the events' original bytes, streamed.
+    Array(ArrayBody),
+}
+
+impl WebhookBody {
+    /// The body's bytes in order, as slices (for the signature).
+    pub(crate) fn pieces(&self) -> Box<dyn Iterator<Item = &[u8]> + '_> {
+        match self {
+            WebhookBody::Single(raw) => Box::new(std::iter::once(&raw[..])),
+            WebhookBody::Array(array) => Box::new(array.pieces()),
+        }
     }
-    let mut out = Vec::new();
-    write_json_array(batch, &mut out);
-    out
+}
+
+impl From<WebhookBody> for reqwest::Body {
+    fn from(body: WebhookBody) -> reqwest::Body {
+        match body {
+            WebhookBody::Single(raw) => raw.into(),
+            WebhookBody::Array(array) => array.into(),
+        }
+    }
+}
+
+/// The body for `batch`: the single event when `single` is set and the batch holds one
+/// event, else a JSON array of the events' original bytes.
+pub(crate) fn body(batch: &[Arc<Event>], single: bool) -> WebhookBody {
+    if single && batch.len() == 1 {
+        return WebhookBody::Single(batch[0].raw().clone());
+    }
+    WebhookBody::Array(ArrayBody::new(batch, b"[", b"]"))
 }
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
 
     fn event(id: &str) -> Arc<Event> {
@@ -27,10 +54,14 @@ mod tests {
         Arc::new(Event::parse(Bytes::from(raw), 1 << 20).unwrap())
     }
 
+    fn bytes(body: &WebhookBody) -> Vec<u8> {
+        body.pieces().flatten().copied().collect()
+    }
+
     #[test]
     fn array_holds_the_original_events() {
         let batch = [event("a"), event("b")];
-        let v: serde_json::Value = serde_json::from_slice(&body(&batch, false)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes(&body(&batch, false))).unwrap();
         let ids: Vec<_> = v
             .as_array()
             .unwrap()
@@ -43,6 +74,6 @@ mod tests {
     #[test]
     fn single_mode_sends_the_object() {
         let batch = [event("a")];
-        assert_eq!(body(&batch, true), batch[0].raw().to_vec());
+        assert_eq!(bytes(&body(&batch, true)), batch[0].raw().to_vec());
     }
 }

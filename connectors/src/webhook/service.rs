@@ -119,7 +119,7 @@ impl Destination for WebhookConnector {
                 .as_secs();
             request = request.header(
                 signature::HEADER,
-                signature::sign(secret.expose().as_bytes(), now, &body),
+                signature::sign_pieces(secret.expose().as_bytes(), now, body.pieces()),
             );
         }
         let answer = http::send("webhook", request.body(body)).await?;

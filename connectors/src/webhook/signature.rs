@@ -11,18 +11,29 @@ pub const HEADER: &str = "X-Courier-Signature";
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], timestamp: u64, body: &[u8]) -> HmacSha256 {
+fn mac<'a>(secret: &[u8], timestamp: u64, body: impl IntoIterator<Item = &'a [u8]>) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
     let mut mac = HmacSha256::new_from_slice(secret).expect("hmac takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
-    mac.update(body);
+    for piece in body {
+        mac.update(piece);
+    }
     mac
 }
 
 /// The header value for `body` signed at `timestamp` (unix seconds).
 pub fn sign(secret: &[u8], timestamp: u64, body: &[u8]) -> String {
-    let digest = mac(secret, timestamp, body).finalize().into_bytes();
+    sign_pieces(secret, timestamp, [body])
+}
+
+/// [`sign`] for a body that is `pieces` one after another (a streamed body).
+pub fn sign_pieces<'a>(
+    secret: &[u8],
+    timestamp: u64,
+    pieces: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
+    let digest = mac(secret, timestamp, pieces).finalize().into_bytes();
     format!("t={timestamp},v1={}", hex::encode(digest))
 }
 
@@ -63,7 +74,7 @@ pub fn verify(
     if now.abs_diff(timestamp) > tolerance.as_secs() {
         return Err(VerifyError::Stale);
     }
-    mac(secret, timestamp, body)
+    mac(secret, timestamp, [body])
         .verify_slice(&digest)
         .map_err(|_| VerifyError::Mismatch)
 }

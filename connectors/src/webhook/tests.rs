@@ -89,6 +89,42 @@ async fn delivers_a_signed_batch() {
 }
 
 #[tokio::test]
+async fn streams_a_large_batch_whole_with_its_length_and_signature() {
+    let (url, seen) = receiver(StatusCode::OK).await;
+    // ~1 KB each: the body goes out in several chunks.
+    let batch: Vec<Arc<Event>> = (0..400)
+        .map(|i| {
+            let raw = format!(
+                r#"{{"type":"track","event":"Bid on item","messageId":"m{i}","writeKey":"k","userId":"u","properties":{{"note":"{}"}}}}"#,
+                "x".repeat(1000)
+            );
+            Arc::new(Event::parse(Bytes::from(raw), 1 << 20).unwrap())
+        })
+        .collect();
+    build(&url, 1000).deliver(&batch).await.unwrap();
+    let seen = seen.lock().unwrap();
+    let (headers, body) = &seen.bodies[0];
+    assert!(body.len() > 400_000);
+    assert_eq!(headers["content-length"], body.len().to_string().as_str());
+    assert!(headers.get("transfer-encoding").is_none());
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let ids: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["messageId"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..400).map(|i| format!("m{i}")).collect();
+    assert_eq!(ids, expected);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = headers[signature::HEADER].to_str().unwrap();
+    signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+}
+
+#[tokio::test]
 async fn one_event_per_request_sends_the_object() {
     let (url, seen) = receiver(StatusCode::OK).await;
     build(&url, 1).deliver(&events(1)).await.unwrap();
