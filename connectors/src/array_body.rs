@@ -8,8 +8,11 @@
 //! built when the connection asks for it and freed once written.
 //!
 //! Invariants: the bytes are `prefix`, the events' original bytes joined by commas, then
-//! `suffix` (nothing is re-serialised); the body reports its exact length, so the request carries `Content-Length` and never
-//! chunked transfer encoding; [`ArrayBody::pieces`] yields the same bytes for signing.
+//! `suffix` (nothing is re-serialised); the body reports its exact length, so the request
+//! carries `Content-Length` and never chunked transfer encoding; [`ArrayBody::pieces`] yields
+//! the same bytes for signing. A streamed body cannot be replayed, so the client does not
+//! follow redirects for it: connectors send it with
+//! [`http::send_following`](crate::http::send_following), which does.
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -2,12 +2,13 @@
 //!
 //! The contract (from the design): 2xx is delivered; 408, 429 and 5xx are retryable, with
 //! `Retry-After` (seconds or an HTTP date) honoured; 413 asks the runtime to split the batch;
-//! every other status is permanent; a transport error (connect, timeout, reset) is retryable. Response bodies are kept only as a
-//! short excerpt.
+//! every other status is permanent; a transport error (connect, timeout, reset) is retryable.
+//! Response bodies are kept only as a short excerpt. Streamed request bodies follow 307 and
+//! 308 redirects within their origin ([`send_following`]).
 
 use std::time::{Duration, SystemTime};
 
-use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::header::{HeaderMap, LOCATION, RETRY_AFTER};
 use reqwest::StatusCode;
 
 use crate::error::{DeliveryError, Failure};
@@ -47,6 +48,40 @@ pub async fn send(what: &str, request: reqwest::RequestBuilder) -> Result<Answer
         headers,
         body,
     })
+}
+
+/// Redirects [`send_following`] follows at most (the client's own default).
+const MAX_REDIRECTS: usize = 10;
+
+/// Sends the request `build` makes for `url`, following 307 and 308 redirects. The client
+/// cannot replay a streamed body, so it does not follow redirects for such a request; this
+/// follows those that keep the method and body, up to [`MAX_REDIRECTS`], building the request
+/// again for each, and only within `url`'s origin (scheme, host and port), so credentials and
+/// signatures never go to another host. Any other answer, a redirect elsewhere included, is
+/// returned as it is.
+pub async fn send_following(
+    what: &str,
+    url: &reqwest::Url,
+    build: impl Fn(reqwest::Url) -> reqwest::RequestBuilder,
+) -> Result<Answer, DeliveryError> {
+    let mut url = url.clone();
+    for _ in 0..MAX_REDIRECTS {
+        let answer = send(what, build(url.clone())).await?;
+        let keeps_body = matches!(
+            answer.status,
+            StatusCode::TEMPORARY_REDIRECT | StatusCode::PERMANENT_REDIRECT
+        );
+        let next = keeps_body
+            .then(|| answer.headers.get(LOCATION)?.to_str().ok())
+            .flatten()
+            .and_then(|location| url.join(location).ok())
+            .filter(|next| next.origin() == url.origin());
+        match next {
+            Some(next) => url = next,
+            None => return Ok(answer),
+        }
+    }
+    send(what, build(url)).await
 }
 
 /// Whether a status is worth retrying.

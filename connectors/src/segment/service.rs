@@ -21,7 +21,7 @@ pub const MAX_EVENT_BYTES: usize = 32 * 1024;
 /// A built `segment` destination.
 pub struct SegmentConnector {
     client: reqwest::Client,
-    url: String,
+    url: reqwest::Url,
     write_key: Secret,
     timeout: Duration,
 }
@@ -29,7 +29,7 @@ pub struct SegmentConnector {
 impl std::fmt::Debug for SegmentConnector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SegmentConnector")
-            .field("url", &self.url)
+            .field("url", &self.url.as_str())
             .finish_non_exhaustive()
     }
 }
@@ -70,7 +70,7 @@ impl ConnectorKind for SegmentConnector {
         ctx: &BuildContext,
     ) -> Result<Arc<dyn Destination>, BuildError> {
         let url = format!("{}/v1/batch", settings.endpoint.trim_end_matches('/'));
-        reqwest::Url::parse(&url).map_err(|e| ctx.invalid("endpoint", e.to_string()))?;
+        let url = reqwest::Url::parse(&url).map_err(|e| ctx.invalid("endpoint", e.to_string()))?;
         Ok(Arc::new(SegmentConnector {
             client: ctx.http.clone(),
             url,
@@ -103,15 +103,15 @@ impl Destination for SegmentConnector {
                 Others::Resend,
             ));
         }
-        let body = ArrayBody::new(batch, b"{\"batch\":[", b"]}");
-        let request = self
-            .client
-            .post(&self.url)
-            .basic_auth(self.write_key.expose(), Some(""))
-            .header(CONTENT_TYPE, "application/json")
-            .timeout(self.timeout)
-            .body(body);
-        let answer = http::send("segment", request).await?;
+        let request = |url| {
+            self.client
+                .post(url)
+                .basic_auth(self.write_key.expose(), Some(""))
+                .header(CONTENT_TYPE, "application/json")
+                .timeout(self.timeout)
+                .body(ArrayBody::new(batch, b"{\"batch\":[", b"]}"))
+        };
+        let answer = http::send_following("segment", &self.url, request).await?;
         if answer.status.is_success() {
             return Ok(());
         }

@@ -105,24 +105,27 @@ impl ConnectorKind for WebhookConnector {
 #[async_trait]
 impl Destination for WebhookConnector {
     async fn deliver(&self, batch: &[Arc<Event>]) -> Result<(), DeliveryError> {
-        let body = request_builder::body(batch, self.single);
-        let mut request = self
-            .client
-            .post(self.url.clone())
-            .headers(self.headers.clone())
-            .header("X-Courier-Batch-Size", batch.len())
-            .timeout(self.timeout);
-        if let Some(secret) = &self.secret {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_secs();
-            request = request.header(
-                signature::HEADER,
-                signature::sign_pieces(secret.expose().as_bytes(), now, body.pieces()),
-            );
-        }
-        let answer = http::send("webhook", request.body(body)).await?;
+        let request = |url| {
+            let body = request_builder::body(batch, self.single);
+            let mut request = self
+                .client
+                .post(url)
+                .headers(self.headers.clone())
+                .header("X-Courier-Batch-Size", batch.len())
+                .timeout(self.timeout);
+            if let Some(secret) = &self.secret {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs();
+                request = request.header(
+                    signature::HEADER,
+                    signature::sign_pieces(secret.expose().as_bytes(), now, body.pieces()),
+                );
+            }
+            request.body(body)
+        };
+        let answer = http::send_following("webhook", &self.url, request).await?;
         if answer.status.is_success() {
             return Ok(());
         }

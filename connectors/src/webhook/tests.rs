@@ -22,20 +22,35 @@ struct Seen {
 async fn receiver(status: StatusCode) -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let state = seen.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |headers: HeaderMap, body: Body| {
-            let state = state.clone();
-            async move {
-                state.lock().unwrap().bodies.push((headers, body));
-                let mut h = HeaderMap::new();
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    h.insert("retry-after", "3".parse().unwrap());
+    let app = axum::Router::new()
+        // Moved for good, on this host and to another one (nothing listens on port 9).
+        .route(
+            "/moved",
+            post(|| async { (StatusCode::PERMANENT_REDIRECT, [("location", "/hook")]) }),
+        )
+        .route(
+            "/elsewhere",
+            post(|| async {
+                (
+                    StatusCode::TEMPORARY_REDIRECT,
+                    [("location", "http://127.0.0.1:9/hook")],
+                )
+            }),
+        )
+        .route(
+            "/hook",
+            post(move |headers: HeaderMap, body: Body| {
+                let state = state.clone();
+                async move {
+                    state.lock().unwrap().bodies.push((headers, body));
+                    let mut h = HeaderMap::new();
+                    if status == StatusCode::SERVICE_UNAVAILABLE {
+                        h.insert("retry-after", "3".parse().unwrap());
+                    }
+                    (status, h, "{\"error\":\"nope\"}")
                 }
-                (status, h, "{\"error\":\"nope\"}")
-            }
-        }),
-    );
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -122,6 +137,34 @@ async fn streams_a_large_batch_whole_with_its_length_and_signature() {
         .as_secs();
     let header = headers[signature::HEADER].to_str().unwrap();
     signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+}
+
+#[tokio::test]
+async fn follows_a_redirect_on_its_host_with_the_whole_signed_body_and_no_other() {
+    let (url, seen) = receiver(StatusCode::OK).await;
+    let moved = url.replace("/hook", "/moved");
+    build(&moved, 100).deliver(&events(3)).await.unwrap();
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.bodies.len(), 1);
+        let (headers, body) = &seen.bodies[0];
+        let v: serde_json::Value = serde_json::from_slice(body).unwrap();
+        assert_eq!(v.as_array().unwrap().len(), 3);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = headers[signature::HEADER].to_str().unwrap();
+        signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+    }
+    // To another host: not followed; the redirect is the answer, and it is permanent.
+    let elsewhere = url.replace("/hook", "/elsewhere");
+    let err = build(&elsewhere, 100)
+        .deliver(&events(1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status, Some(307));
+    assert!(!err.is_retryable());
 }
 
 #[tokio::test]
