@@ -137,8 +137,9 @@ pub struct ConsumerSettings {
     pub max_in_flight_per_partition: usize,
     /// Bytes of consumed but not yet done messages across all partitions of a consumer (the
     /// main topics' and, separately, the retry topic's); at the bound partitions pause until
-    /// messages are done. Bounds memory however many partitions a worker owns. Default 24 MiB: the benchmark's route-only and webhook workloads drain as
-    /// fast as with 32 MiB, and 100 customers with four destinations each peak under 150 MB.
+    /// messages are done. Bounds memory however many partitions a worker owns. Default 24 MiB:
+    /// the benchmark's route-only and webhook workloads drain as fast as with 32 MiB, and 100
+    /// customers with four destinations each peak under 150 MB.
     pub max_in_flight_bytes: usize,
     /// How often the worker commits its partitions' watermarks while running, all in one
     /// request (partitions that have caught up are also committed soon after, in requests a

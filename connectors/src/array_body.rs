@@ -58,17 +58,6 @@ impl ArrayBody {
         }
     }
 
-    /// The body's length in bytes.
-    pub fn len(&self) -> usize {
-        self.remaining
-    }
-
-    /// Whether the body has no bytes left (never true for a new body: the prefix and suffix
-    /// are at least its brackets).
-    pub fn is_empty(&self) -> bool {
-        self.remaining == 0
-    }
-
     /// Every byte of the body in order, as slices (for a signature over the body).
     pub fn pieces(&self) -> impl Iterator<Item = &[u8]> {
         let events = self.events.iter().enumerate().flat_map(|(i, e)| {
@@ -185,7 +174,7 @@ mod tests {
             let whole = [&b"{\"batch\":["[..], &raw.join(&b","[..]), b"]}"].concat();
 
             let body = ArrayBody::new(&events, b"{\"batch\":[", b"]}");
-            assert_eq!(body.len(), whole.len());
+            assert_eq!(body.size_hint().exact(), Some(whole.len() as u64));
             let signed: Vec<u8> = body.pieces().flatten().copied().collect();
             assert_eq!(signed, whole, "pieces of {n} events");
             let (streamed, chunks, announced) = stream(body);

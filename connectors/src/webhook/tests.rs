@@ -77,12 +77,27 @@ fn build(url: &str, max_events: usize) -> Arc<dyn crate::Destination> {
 }
 
 fn events(n: usize) -> Vec<Arc<Event>> {
+    events_with(n, "")
+}
+
+/// `n` tracks `m0`, `m1`, ... with `extra` (`,"key":value` pairs) after their user id.
+fn events_with(n: usize, extra: &str) -> Vec<Arc<Event>> {
     (0..n)
         .map(|i| {
-            let raw = format!(r#"{{"type":"track","event":"Bid on item","messageId":"m{i}","writeKey":"k","userId":"u"}}"#);
+            let raw = format!(r#"{{"type":"track","event":"Bid on item","messageId":"m{i}","writeKey":"k","userId":"u"{extra}}}"#);
             Arc::new(Event::parse(Bytes::from(raw), 1 << 20).unwrap())
         })
         .collect()
+}
+
+/// Asserts that the request's signature header verifies against the body that arrived.
+fn assert_signed(headers: &HeaderMap, body: &[u8]) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = headers[signature::HEADER].to_str().unwrap();
+    signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
 }
 
 #[tokio::test]
@@ -95,27 +110,15 @@ async fn delivers_a_signed_batch() {
     assert_eq!(v.as_array().unwrap().len(), 3);
     assert_eq!(headers["x-api-key"], "k");
     assert_eq!(headers["x-courier-batch-size"], "3");
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let header = headers[signature::HEADER].to_str().unwrap();
-    signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+    assert_signed(headers, body);
 }
 
 #[tokio::test]
 async fn streams_a_large_batch_whole_with_its_length_and_signature() {
     let (url, seen) = receiver(StatusCode::OK).await;
     // ~1 KB each: the body goes out in several chunks.
-    let batch: Vec<Arc<Event>> = (0..400)
-        .map(|i| {
-            let raw = format!(
-                r#"{{"type":"track","event":"Bid on item","messageId":"m{i}","writeKey":"k","userId":"u","properties":{{"note":"{}"}}}}"#,
-                "x".repeat(1000)
-            );
-            Arc::new(Event::parse(Bytes::from(raw), 1 << 20).unwrap())
-        })
-        .collect();
+    let note = format!(r#","properties":{{"note":"{}"}}"#, "x".repeat(1000));
+    let batch = events_with(400, &note);
     build(&url, 1000).deliver(&batch).await.unwrap();
     let seen = seen.lock().unwrap();
     let (headers, body) = &seen.bodies[0];
@@ -131,12 +134,7 @@ async fn streams_a_large_batch_whole_with_its_length_and_signature() {
         .collect();
     let expected: Vec<String> = (0..400).map(|i| format!("m{i}")).collect();
     assert_eq!(ids, expected);
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let header = headers[signature::HEADER].to_str().unwrap();
-    signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+    assert_signed(headers, body);
 }
 
 #[tokio::test]
@@ -150,12 +148,7 @@ async fn follows_a_redirect_on_its_host_with_the_whole_signed_body_and_no_other(
         let (headers, body) = &seen.bodies[0];
         let v: serde_json::Value = serde_json::from_slice(body).unwrap();
         assert_eq!(v.as_array().unwrap().len(), 3);
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs();
-        let header = headers[signature::HEADER].to_str().unwrap();
-        signature::verify(b"s3cret", header, body, now, Duration::from_secs(300)).unwrap();
+        assert_signed(headers, body);
     }
     // To another host: not followed; the redirect is the answer, and it is permanent.
     let elsewhere = url.replace("/hook", "/elsewhere");
