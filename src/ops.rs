@@ -20,21 +20,29 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::status::Status;
 
-/// Histogram buckets (seconds for durations, events for batch sizes: both fit one ladder).
+/// Histogram buckets of durations, in seconds.
 const BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 100.0, 1000.0,
     10000.0, 100000.0,
+];
+
+/// Histogram buckets of `courier_batch_events`, in events (the duration ladder put every
+/// batch of 11 to 100 events in one bucket).
+const BATCH_BUCKETS: [f64; 16] = [
+    1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 25000.0,
+    50000.0, 100000.0,
 ];
 
 /// Installs the Prometheus recorder for this process.
 pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets(&BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full("courier_batch_events".into()), &BATCH_BUCKETS)?
         .install_recorder()?;
     Ok(handle)
 }
