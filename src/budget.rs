@@ -5,10 +5,15 @@
 //! budget bounds it for the worker. A partition task takes a message's share before routing it
 //! and the share travels with the message's bytes (see [`crate::partition`]), so it comes back
 //! when the last copy, batch or dead letter holding them is dropped: delivered, dead-lettered or
-//! abandoned. A task that finds the budget spent keeps the message, pauses its partition and
-//! waits for a share; every release wakes the waiters, which try again. A waiter also raises
-//! the process's [`pressure`](crate::pressure) signal, so destinations with room to send cut
-//! the partial batches that hold the budget instead of waiting for their age.
+//! abandoned. A task that finds the budget spent keeps the message and waits for a share
+//! (pausing its partition in librdkafka only if the wait goes on: see [`crate::partition`]);
+//! every release wakes the waiters, which try again. A waiter also raises the process's
+//! [`pressure`](crate::pressure) signal, so destinations with room to send cut the partial
+//! batches that hold the budget instead of waiting for their age.
+//!
+//! The budget counts a message's own bytes (payload and key), exactly: the structures around
+//! them (copies, batches, request state) are not counted, which is why the default is set by
+//! measuring a whole worker's memory (`bench/RESULTS.md`).
 //!
 //! Invariant: a share is never larger than the whole budget (a message larger than the budget
 //! takes all of it), so every message can eventually go.
@@ -18,12 +23,9 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
-/// Budget units are KiB.
-const UNIT: usize = 1024;
-
 #[derive(Debug)]
 struct Inner {
-    /// Units not taken.
+    /// Bytes not taken.
     available: AtomicUsize,
     /// Tasks waiting in [`Budget::take`]: a release wakes them only when there are any.
     waiting: AtomicUsize,
@@ -44,12 +46,12 @@ pub struct Budget {
 #[derive(Debug)]
 pub struct Share {
     inner: Arc<Inner>,
-    units: usize,
+    bytes: usize,
 }
 
 impl Drop for Share {
     fn drop(&mut self) {
-        self.inner.available.fetch_add(self.units, Ordering::SeqCst);
+        self.inner.available.fetch_add(self.bytes, Ordering::SeqCst);
         if self.inner.waiting.load(Ordering::SeqCst) > 0 {
             self.inner.released.notify_waiters();
         }
@@ -57,9 +59,9 @@ impl Drop for Share {
 }
 
 impl Budget {
-    /// A budget of `bytes` (rounded up to whole KiB, at least one).
+    /// A budget of `bytes` (at least one).
     pub fn new(bytes: usize) -> Budget {
-        let total = bytes.div_ceil(UNIT).max(1);
+        let total = bytes.max(1);
         Budget {
             inner: Arc::new(Inner {
                 available: AtomicUsize::new(total),
@@ -70,22 +72,19 @@ impl Budget {
         }
     }
 
-    fn units(&self, bytes: usize) -> usize {
-        bytes.div_ceil(UNIT).clamp(1, self.inner.total)
-    }
-
-    /// The share of a message of `bytes`, if the budget has it now.
+    /// The share of a message of `bytes`, if the budget has it now: at least one byte (an
+    /// empty message is still in flight) and at most the whole budget.
     pub fn try_take(&self, bytes: usize) -> Option<Share> {
-        let units = self.units(bytes);
+        let bytes = bytes.clamp(1, self.inner.total);
         self.inner
             .available
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |available| {
-                available.checked_sub(units)
+                available.checked_sub(bytes)
             })
             .ok()
             .map(|_| Share {
                 inner: self.inner.clone(),
-                units,
+                bytes,
             })
     }
 
@@ -110,14 +109,8 @@ impl Budget {
         }
     }
 
-    /// Bytes not taken right now (for status and tests).
+    /// Bytes not taken right now.
     pub fn available_bytes(&self) -> usize {
-        self.available_units() * UNIT
-    }
-
-    /// KiB not taken right now: every message's share is at least one, so at most this many
-    /// messages could take one now.
-    pub fn available_units(&self) -> usize {
         self.inner.available.load(Ordering::SeqCst)
     }
 }
@@ -126,32 +119,39 @@ impl Budget {
 mod tests {
     use super::*;
 
+    const KIB: usize = 1024;
+
     #[tokio::test]
     async fn shares_come_back_when_dropped_and_never_exceed_the_budget() {
-        let budget = Budget::new(4 * UNIT);
-        let a = budget.try_take(3 * UNIT).expect("fits");
-        assert!(budget.try_take(2 * UNIT).is_none(), "only one KiB left");
-        let b = budget.try_take(10).expect("a small message takes one unit");
-        assert_eq!(budget.available_bytes(), 0);
+        let budget = Budget::new(4 * KIB);
+        let a = budget.try_take(3 * KIB).expect("fits");
+        assert!(budget.try_take(KIB + 1).is_none(), "only one KiB left");
+        let b = budget
+            .try_take(700)
+            .expect("a 700-byte message takes 700 bytes");
+        assert_eq!(budget.available_bytes(), KIB - 700);
+        let c = budget.try_take(0).expect("an empty message takes one byte");
+        assert_eq!(budget.available_bytes(), KIB - 701);
         drop(a);
         drop(b);
-        assert_eq!(budget.available_bytes(), 4 * UNIT);
+        drop(c);
+        assert_eq!(budget.available_bytes(), 4 * KIB);
         // Larger than the whole budget: takes all of it instead of waiting forever.
-        let all = budget.take(100 * UNIT).await;
+        let all = budget.take(100 * KIB).await;
         assert_eq!(budget.available_bytes(), 0);
         drop(all);
-        assert_eq!(budget.available_bytes(), 4 * UNIT);
+        assert_eq!(budget.available_bytes(), 4 * KIB);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_waiter_gets_its_share_when_others_are_released() {
-        let budget = Budget::new(8 * UNIT);
+        let budget = Budget::new(8 * KIB);
         for _ in 0..200 {
-            let held: Vec<Share> = (0..8).filter_map(|_| budget.try_take(UNIT)).collect();
+            let held: Vec<Share> = (0..8).filter_map(|_| budget.try_take(KIB)).collect();
             assert_eq!(budget.available_bytes(), 0);
             let waiter = tokio::spawn({
                 let budget = budget.clone();
-                async move { budget.take(3 * UNIT).await }
+                async move { budget.take(3 * KIB).await }
             });
             tokio::task::yield_now().await;
             drop(held);
@@ -159,9 +159,9 @@ mod tests {
                 .await
                 .expect("the waiter was woken")
                 .expect("the waiter ran");
-            assert_eq!(budget.available_bytes(), 5 * UNIT);
+            assert_eq!(budget.available_bytes(), 5 * KIB);
             drop(share);
         }
-        assert_eq!(budget.available_bytes(), 8 * UNIT);
+        assert_eq!(budget.available_bytes(), 8 * KIB);
     }
 }

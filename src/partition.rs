@@ -21,7 +21,11 @@
 //!   paused in librdkafka (no fetching) and resumed below half of it;
 //! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
 //!   back when the last copy, batch or dead letter holding them drops); a task that finds it
-//!   spent keeps the message it polled, pauses, and routes it once its share is free;
+//!   spent keeps the message it polled, takes no other, and routes it once its share is free.
+//!   It pauses the partition in librdkafka only once it has gone [`PAUSE_AFTER_STARVING`]
+//!   without a share taken at once: a pause drops the partition's prefetched messages, which
+//!   are fetched again on resume, and a budget that frees up within moments (a fast
+//!   destination) would pay that refetch over and over;
 //! - on cancellation (revoke or shutdown) the task stops taking messages, waits up to the drain
 //!   timeout for in-flight ones (meanwhile destinations send their partial batches at once),
 //!   and returns the final watermark for the caller to commit synchronously. Whatever is not
@@ -58,6 +62,14 @@ use crate::tracker::OffsetTracker;
 
 /// Messages taken from the queue before the task yields to its other duties.
 const POLL_BUDGET: usize = 256;
+
+/// How long a partition may find the budget spent (no share taken at once since) before it is
+/// paused in librdkafka. Shorter waits keep the partition's prefetched messages; a longer
+/// one (destinations that are slow to give shares back) stops its fetching, so librdkafka's
+/// buffers shrink while the bytes in flight are stuck. 250 ms: the webhook benchmark (W3)
+/// drained ~25% faster than when pausing at once, and the 100-customer `mix` peaked no
+/// higher (bench/RESULTS.md).
+const PAUSE_AFTER_STARVING: Duration = Duration::from_millis(250);
 
 /// Messages taken from librdkafka's queue in one call, at most. Taken messages are copied out
 /// before they have a budget share, so a call takes no more than the budget has KiB free right
@@ -235,6 +247,9 @@ pub(crate) struct PartitionTask {
     /// Asks the consumer's committer to commit now.
     commit_now: Arc<Notify>,
     paused: bool,
+    /// Since when the task has found the budget spent: set by a share not there at once,
+    /// cleared by a share taken at once (a share that came after a wait does not end it).
+    starved_since: Option<Instant>,
     /// A polled message waiting for its share of the budget.
     waiting: Option<Polled>,
     /// Messages taken from the queue in one batch and not routed yet (main flow).
@@ -249,6 +264,7 @@ pub(crate) struct PartitionTask {
 struct Meters {
     consumed: metrics::Counter,
     consumed_bytes: metrics::Counter,
+    budget_waits: metrics::Counter,
     in_flight: metrics::Gauge,
 }
 
@@ -268,6 +284,7 @@ impl PartitionTask {
         let meters = Meters {
             consumed: metrics::counter!("courier_consumed_messages_total"),
             consumed_bytes: metrics::counter!("courier_consumed_bytes_total"),
+            budget_waits: metrics::counter!("courier_budget_waits_total"),
             in_flight: metrics::gauge!("courier_partition_in_flight_messages", &labels),
         };
         let reader = match env.mode {
@@ -283,6 +300,7 @@ impl PartitionTask {
             view,
             commit_now,
             paused: false,
+            starved_since: None,
             waiting: None,
             fetched: VecDeque::new(),
             reader,
@@ -309,16 +327,16 @@ impl PartitionTask {
         'run: loop {
             let mut budget = POLL_BUDGET;
             let mut run: Option<Run> = None;
-            while !self.paused && budget > 0 {
+            while !self.paused && budget > 0 && self.waiting.is_none() {
                 let Some(polled) = self.next(&queue, budget) else {
                     break;
                 };
                 budget -= 1;
-                let Some(share) = self.env.budget.try_take(polled.payload_len) else {
-                    self.waiting = Some(polled);
-                    self.set_paused(true);
+                let Some(share) = self.env.budget.try_take(polled.data.len()) else {
+                    self.starve(polled);
                     break;
                 };
+                self.starved_since = None;
                 let inbound = polled.hold(share);
                 let open = run.get_or_insert_with(|| Run::open(&done_tx));
                 open.add(&inbound);
@@ -337,7 +355,8 @@ impl PartitionTask {
             }
             self.close(run);
             let more = budget == 0 && self.waiting.is_none();
-            let wanted = self.waiting.as_ref().map_or(0, |m| m.payload_len);
+            let wanted = self.waiting.as_ref().map_or(0, |m| m.data.len());
+            let pause_at = self.starved_since.map(|since| since + PAUSE_AFTER_STARVING);
             let budget_free = self.env.budget.clone();
             tokio::select! {
                 biased;
@@ -353,9 +372,16 @@ impl PartitionTask {
                         }
                         self.close(Some(run));
                     }
-                    if self.tracker.in_flight() < self.env.limits.max_in_flight_per_partition {
+                    if self.paused
+                        && self.tracker.in_flight() < self.env.limits.max_in_flight_per_partition
+                    {
                         self.set_paused(false);
                     }
+                }
+                () = tokio::time::sleep_until(pause_at.unwrap_or_else(Instant::now).into()),
+                    if self.waiting.is_some() && !self.paused =>
+                {
+                    self.set_paused(true);
                 }
                 () = tokio::task::yield_now(), if more => {}
                 () = wake.notified(), if !self.paused => {}
@@ -394,7 +420,8 @@ impl PartitionTask {
         };
         match &mut self.reader {
             Some(reader) => {
-                let free = self.env.budget.available_units().max(1);
+                // No more messages than the budget has KiB free: they wait unshared.
+                let free = (self.env.budget.available_bytes() / 1024).max(1);
                 let max = max.min(FETCH_BATCH).min(free);
                 let fetched = &mut self.fetched;
                 reader.read(max, |m| match m {
@@ -592,6 +619,25 @@ impl PartitionTask {
         if caught_up && watermark.is_some_and(|w| w != self.view.confirmed.load(Ordering::Acquire))
         {
             self.commit_now.notify_one();
+        }
+    }
+
+    /// Keeps `polled` until the budget has its share; pauses the partition if the task has
+    /// been starved of shares for [`PAUSE_AFTER_STARVING`] already (else the run loop pauses
+    /// it when that time comes, if the share has not come first).
+    fn starve(&mut self, polled: Polled) {
+        self.meters.budget_waits.increment(1);
+        tracing::debug!(
+            topic = &*self.topic,
+            partition = self.partition,
+            bytes = polled.data.len(),
+            "budget spent; waiting for a share"
+        );
+        self.waiting = Some(polled);
+        let now = Instant::now();
+        let since = *self.starved_since.get_or_insert(now);
+        if now.duration_since(since) >= PAUSE_AFTER_STARVING {
+            self.set_paused(true);
         }
     }
 

@@ -5,7 +5,7 @@
 //! Without the pressure signal, the budget and the batchers could hold each other up: every
 //! destination keeps a partial batch until it is full or old, and when those partial batches
 //! together hold the whole budget, consumption stops until the batch age cuts them (100
-//! destinations × 500 events of ~700 bytes is more than a 24 MiB budget: the backlog drained
+//! destinations × 500 events of ~700 bytes is more than a 16 MiB budget: the backlog drained
 //! at a third of its rate). With the signal, a destination that has room to send (fewer
 //! batches ready or in flight than its concurrency) sends its oldest partial batches at once,
 //! so held bytes turn into deliveries and shares come back. A busy destination keeps filling

@@ -135,11 +135,12 @@ pub struct KafkaSettings {
 pub struct ConsumerSettings {
     /// Consumed but not yet done messages per partition; at the bound the partition pauses.
     pub max_in_flight_per_partition: usize,
-    /// Bytes of consumed but not yet done messages across all partitions of a consumer (the
-    /// main topics' and, separately, the retry topic's); at the bound partitions pause until
-    /// messages are done. Bounds memory however many partitions a worker owns. Default 24 MiB:
-    /// the benchmark's route-only and webhook workloads drain as fast as with 32 MiB, and 100
-    /// customers with four destinations each peak under 150 MB.
+    /// Bytes (payload and key, counted exactly) of consumed but not yet done messages across
+    /// all partitions of a consumer (the main topics' and, separately, the retry topic's); at
+    /// the bound partitions wait until messages are done, and pause after a while. Bounds
+    /// memory however many partitions a worker owns. Default 16 MiB: with it 100 customers
+    /// with four destinations each peak under 150 MB in the benchmark (the structures around
+    /// the bytes, four copies of each event among them, take several times as much).
     pub max_in_flight_bytes: usize,
     /// How often the worker commits its partitions' watermarks while running, all in one
     /// request (partitions that have caught up are also committed soon after, in requests a
@@ -155,7 +156,7 @@ impl Default for ConsumerSettings {
     fn default() -> Self {
         ConsumerSettings {
             max_in_flight_per_partition: 20_000,
-            max_in_flight_bytes: 24 * 1024 * 1024,
+            max_in_flight_bytes: 16 * 1024 * 1024,
             commit_interval_ms: 1_000,
             drain_timeout_ms: 5_000,
             max_message_bytes: 512 * 1024,
