@@ -134,17 +134,18 @@ async fn a_partition_starved_of_the_budget_is_paused_and_resumed() {
 }
 
 /// A destination's partial batch that holds the budget is sent at once, not when it is full or
-/// old: with batches of up to 10,000 events cut after ten minutes and a 256 KiB budget (~620
-/// of these ~420-byte events), the first 1,600 of 2,000 events arrive in batches cut under
-/// pressure (three at least: none can hold more than the budget),
-/// and their offsets are committed. The last partial batch holds no one up, so it waits for its
-/// age, until SIGTERM: the drain sends it at once, and every event is delivered and committed.
+/// old: with batches of up to 10,000 events cut after ten minutes and a 128 KiB budget (~310
+/// of these ~420-byte events), the first 2,000 of 3,000 events arrive in batches cut under
+/// pressure (six at least: none can hold more than the budget), and their offsets are
+/// committed. Once every event is taken no one waits, so the last partial batch (up to the
+/// whole budget, with the runs it ends) waits for its age, until SIGTERM: the drain sends it
+/// at once, and every event is delivered and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_batches_holding_the_budget_leave_before_their_age() {
     let stack = Stack::start(Spec {
         env: &[
-            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "262144"),
-            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "262144"),
+            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "131072"),
+            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "131072"),
         ],
         ..Spec::one_hook(
             2,
@@ -152,27 +153,27 @@ async fn partial_batches_holding_the_budget_leave_before_their_age() {
         )
     })
     .await;
-    let events = stack.produce_events("wk_acme", "acme", 0..2_000).await;
+    let events = stack.produce_events("wk_acme", "acme", 0..3_000).await;
     let mut worker = stack.worker("worker");
     let committed = || -> i64 { stack.offsets().iter().filter_map(|p| p.committed).sum() };
     eventually(
         Duration::from_secs(60),
         "events delivered and committed under pressure",
-        || committed() >= 1_600,
+        || committed() >= 2_000,
     )
     .await;
     let stats = stack.receiver.stats("acme/hook");
     assert!(
-        stats.requests >= 3,
+        stats.requests >= 6,
         "the events left in several batches cut under pressure: {stats:?}"
     );
     // Every event routed before SIGTERM: on a busy machine the last ones can still wait for a
-    // budget share when 1,600 are committed, and a worker that stops leaves those (rightly)
+    // budget share when 2,000 are committed, and a worker that stops leaves those (rightly)
     // to the next owner, which this test does not start.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, text) = get(&format!("{}/metrics", worker.ops_url())).await;
-        if metric(&text, "courier_consumed_messages_total", &[]).unwrap_or(0.0) >= 2_000.0 {
+        if metric(&text, "courier_consumed_messages_total", &[]).unwrap_or(0.0) >= 3_000.0 {
             break;
         }
         assert!(Instant::now() < deadline, "every event routed within 60 s");
