@@ -5,7 +5,45 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{eventually, get, ids, metric, until_fully_committed, Spec, Stack};
+use crate::support::{eventually, get, ids, metric, until_fully_committed, Spec, Stack, Worker};
+
+/// The lines of `log` where a partition paused (`paused` true) or resumed (false).
+fn backpressure_lines(log: &str, paused: bool) -> usize {
+    let needle = format!("\"paused\":{paused}");
+    log.lines()
+        .filter(|l| l.contains("backpressure") && l.contains(&needle))
+        .count()
+}
+
+/// Sends `count` events over `partitions` through one worker whose whole in-flight budget is
+/// 16 KiB (its partitions log at debug level) to a destination that takes `delay` per batch,
+/// and returns once every event is delivered and committed (the stack stays up while it is
+/// held).
+async fn through_a_16_kib_budget(
+    partitions: i32,
+    delivery: &str,
+    delay: Duration,
+    count: u64,
+) -> (Stack, Worker) {
+    let stack = Stack::start(Spec {
+        env: &[
+            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "16384"),
+            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "16384"),
+            (
+                "COURIER__LOG__LEVEL",
+                "info,librdkafka=warn,courier::partition=debug",
+            ),
+        ],
+        ..Spec::one_hook(partitions, delivery)
+    })
+    .await;
+    stack.receiver.delay("acme/hook", delay);
+    let events = stack.produce_events("wk_acme", "acme", 0..count).await;
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
+    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
+    (stack, worker)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
@@ -26,14 +64,10 @@ async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
     until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
     assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
     let log = worker.log_text();
-    let pauses = log
-        .lines()
-        .filter(|l| l.contains("backpressure") && l.contains("\"paused\":true"))
-        .count();
-    let resumes = log
-        .lines()
-        .filter(|l| l.contains("backpressure") && l.contains("\"paused\":false"))
-        .count();
+    let (pauses, resumes) = (
+        backpressure_lines(&log, true),
+        backpressure_lines(&log, false),
+    );
     assert!(
         pauses >= 5,
         "the partition paused at its bound ({pauses} times)"
@@ -58,24 +92,14 @@ async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
 /// back (every partition waits its turn for a share), and nothing is lost or stuck.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_byte_budget_bounds_all_partitions_together() {
-    let stack = Stack::start(Spec {
-        env: &[
-            // 16 KiB: about sixteen ~700-byte events in flight across all four partitions.
-            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "16384"),
-            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "16384"),
-            (
-                "COURIER__LOG__LEVEL",
-                "info,librdkafka=warn,courier::partition=debug",
-            ),
-        ],
-        ..Spec::one_hook(4, "delivery = { batch_max_events = 5, concurrency = 2 }")
-    })
+    // 16 KiB: about forty ~420-byte events in flight across all four partitions.
+    let (_stack, worker) = through_a_16_kib_budget(
+        4,
+        "delivery = { batch_max_events = 5, concurrency = 2 }",
+        Duration::from_millis(10),
+        1_000,
+    )
     .await;
-    stack.receiver.delay("acme/hook", Duration::from_millis(10));
-    let events = stack.produce_events("wk_acme", "acme", 0..1_000).await;
-    let worker = stack.worker("worker");
-    until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
-    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
     let (_, text) = get(&format!("{}/metrics", worker.ops_url())).await;
     let waits = metric(&text, "courier_budget_waits_total", &[]).unwrap_or(0.0);
     let log = worker.log_text();
@@ -100,32 +124,18 @@ async fn the_byte_budget_bounds_all_partitions_together() {
 /// batch of five, the one partition waits seconds in all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partition_starved_of_the_budget_is_paused_and_resumed() {
-    let stack = Stack::start(Spec {
-        env: &[
-            ("COURIER__CONSUMER__MAX_IN_FLIGHT_BYTES", "16384"),
-            ("COURIER__CONSUMER__MAX_MESSAGE_BYTES", "16384"),
-            (
-                "COURIER__LOG__LEVEL",
-                "info,librdkafka=warn,courier::partition=debug",
-            ),
-        ],
-        ..Spec::one_hook(1, "delivery = { batch_max_events = 5, concurrency = 1 }")
-    })
+    let (_stack, worker) = through_a_16_kib_budget(
+        1,
+        "delivery = { batch_max_events = 5, concurrency = 1 }",
+        Duration::from_millis(400),
+        60,
+    )
     .await;
-    stack
-        .receiver
-        .delay("acme/hook", Duration::from_millis(400));
-    let events = stack.produce_events("wk_acme", "acme", 0..60).await;
-    let worker = stack.worker("worker");
-    until_fully_committed(&stack, &[&worker], Duration::from_secs(90)).await;
-    assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
     let log = worker.log_text();
-    let count = |needle: &str| {
-        log.lines()
-            .filter(|l| l.contains("backpressure") && l.contains(needle))
-            .count()
-    };
-    let (pauses, resumes) = (count("\"paused\":true"), count("\"paused\":false"));
+    let (pauses, resumes) = (
+        backpressure_lines(&log, true),
+        backpressure_lines(&log, false),
+    );
     assert!(pauses >= 1, "the starved partition was paused");
     assert!(
         resumes >= pauses,
