@@ -575,9 +575,13 @@ async fn toggles_through_the_postgres_store_reach_running_workers() {
     );
     let stack = Stack::start(Spec::one_hook(2, "")).await;
     std::fs::remove_file(stack.dir.path().join("customers").join("acme.toml")).unwrap();
+    // The fallback poll (every second by default) could see a change before its notification
+    // arrives and reload first ("store changed"), so the check below that the notification
+    // did it would fail by a race: this test leaves the poll a minute apart.
     let env = [
         ("COURIER__CONTROL__STORE", "postgres"),
         ("COURIER__CONTROL__POSTGRES_URL", store_url.as_str()),
+        ("COURIER__CONTROL__RELOAD_INTERVAL_MS", "60000"),
     ];
     // The CLI creates the tables; the rows are a customer and its hook, like acme.toml.
     let out = courier(&stack, &["destinations", "list"], &env);
