@@ -15,6 +15,8 @@ use std::str::FromStr;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::scan::{self, Wanted};
+
 /// The six Segment call types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -181,121 +183,6 @@ impl Fields {
     }
 }
 
-/// The fields read in the validation pass; everything else is skipped without allocating.
-/// Each string borrows from the input unless it has escapes (see [`Text`]).
-#[derive(Deserialize)]
-struct Head<'a> {
-    #[serde(rename = "type", borrow, default, deserialize_with = "text")]
-    event_type: Option<Cow<'a, str>>,
-    #[serde(rename = "messageId", borrow, default, deserialize_with = "text")]
-    message_id: Option<Cow<'a, str>>,
-    #[serde(rename = "writeKey", borrow, default, deserialize_with = "text")]
-    write_key: Option<Cow<'a, str>>,
-    #[serde(rename = "userId", borrow, default, deserialize_with = "id_value")]
-    user_id: Option<Cow<'a, str>>,
-    #[serde(rename = "anonymousId", borrow, default, deserialize_with = "id_value")]
-    anonymous_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    event: Option<Cow<'a, str>>,
-    #[serde(borrow, default, deserialize_with = "text")]
-    name: Option<Cow<'a, str>>,
-}
-
-/// A JSON string as text that borrows from the input when it has no escapes (serde's own
-/// `Cow<str>` always copies inside an `Option`: five allocations per event); with `numbers`, a
-/// JSON number is taken as its text too (ids).
-struct Text {
-    numbers: bool,
-}
-
-impl Text {
-    fn number<'de, E: serde::de::Error>(
-        &self,
-        text: String,
-        unexpected: serde::de::Unexpected<'_>,
-    ) -> Result<Cow<'de, str>, E> {
-        if self.numbers {
-            Ok(Cow::Owned(text))
-        } else {
-            Err(E::invalid_type(unexpected, self))
-        }
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Text {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.numbers {
-            "a string or a number"
-        } else {
-            "a string"
-        })
-    }
-
-    fn visit_borrowed_str<E: serde::de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(v))
-    }
-
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v.to_owned()))
-    }
-
-    fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(v))
-    }
-
-    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-        self.number(v.to_string(), serde::de::Unexpected::Signed(v))
-    }
-
-    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-        self.number(v.to_string(), serde::de::Unexpected::Unsigned(v))
-    }
-
-    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
-        self.number(v.to_string(), serde::de::Unexpected::Float(v))
-    }
-}
-
-/// `null` or a [`Text`].
-struct OptionalText(Text);
-
-impl<'de> serde::de::Visitor<'de> for OptionalText {
-    type Value = Option<Cow<'de, str>>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.expecting(f)?;
-        f.write_str(" or null")
-    }
-
-    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        if self.0.numbers {
-            d.deserialize_any(self.0).map(Some)
-        } else {
-            d.deserialize_str(self.0).map(Some)
-        }
-    }
-}
-
-/// A string field, borrowed when it can be.
-fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    d.deserialize_option(OptionalText(Text { numbers: false }))
-}
-
-/// Segment ids are strings, but some libraries send numbers; both identify a user.
-fn id_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'de, str>>, D::Error> {
-    d.deserialize_option(OptionalText(Text { numbers: true }))
-}
-
 fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -338,22 +225,26 @@ impl Event {
             }
             _ => {}
         }
-        let head: Head<'_> =
-            serde_json::from_str(text).map_err(|e| DecodeError::Json(e.to_string()))?;
-        let type_name = non_empty(head.event_type).ok_or(DecodeError::Missing("type"))?;
+        let mut head = scan::head(text).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let type_name = non_empty(head.take(Wanted::Type)).ok_or(DecodeError::Missing("type"))?;
         let event_type: EventType = type_name
             .parse()
             .map_err(|_| DecodeError::UnknownType(type_name.to_string()))?;
-        let message_id = non_empty(head.message_id).ok_or(DecodeError::Missing("messageId"))?;
-        let write_key = non_empty(head.write_key).ok_or(DecodeError::Missing("writeKey"))?;
-        if non_empty(head.user_id).is_none() && non_empty(head.anonymous_id).is_none() {
+        let message_id =
+            non_empty(head.take(Wanted::MessageId)).ok_or(DecodeError::Missing("messageId"))?;
+        let write_key =
+            non_empty(head.take(Wanted::WriteKey)).ok_or(DecodeError::Missing("writeKey"))?;
+        if non_empty(head.take(Wanted::UserId)).is_none()
+            && non_empty(head.take(Wanted::AnonymousId)).is_none()
+        {
             return Err(DecodeError::Missing("userId or anonymousId"));
         }
         let name = match event_type {
             EventType::Track => {
-                Some(non_empty(head.event).ok_or(DecodeError::Missing("event name (track)"))?)
+                let name = non_empty(head.take(Wanted::Event));
+                Some(name.ok_or(DecodeError::Missing("event name (track)"))?)
             }
-            EventType::Page | EventType::Screen => non_empty(head.name),
+            EventType::Page | EventType::Screen => non_empty(head.take(Wanted::Name)),
             _ => None,
         };
         Ok(Fields {

@@ -40,6 +40,9 @@ pub mod postgres;
 pub mod redshift;
 pub mod registry;
 pub mod s3;
+mod scan;
+#[cfg(test)]
+mod scan_oracle;
 pub mod secret;
 pub mod segment;
 pub mod slack;
