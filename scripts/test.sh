@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every check and test of the workspace: formatting, lints, unit, property and
+# Runs every check and test of the workspace: formatting, lints, the docs, unit, property and
 # end-to-end tests. The end-to-end tests start their own brokers and HTTP servers on
 # loopback; the warehouse tests use the PostgreSQL on 127.0.0.1:5432, which setup reuses or
 # installs and starts (COURIER_TEST_POSTGRES_URL points them elsewhere).
@@ -13,6 +13,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo doc"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --quiet
 echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

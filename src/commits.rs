@@ -4,7 +4,7 @@
 //! [`PartitionView`], and the consumer's committer commits the watermarks of all running
 //! partitions that the broker has not confirmed yet, in one synchronous `OffsetCommit` on the
 //! blocking pool. It does so every `commit_interval_ms`, and soon after a partition that has
-//! caught up asks for it ([`Committer::nudge`]): such commits are [`nudged_gap`] apart at
+//! caught up asks for it (`Committer::nudge`): such commits are `nudged_gap` apart at
 //! least, so partitions that catch up together, or a trickle of events that catches up after
 //! every one, share requests. A worker with 128 partitions thus sends one request per interval
 //! instead of 128 (plus at most one per gap when partitions catch up), and holds at most one

@@ -5,12 +5,12 @@
 //! so a revocation may block there while partition tasks drain:
 //!
 //! - **Assign** (before librdkafka starts fetching): split each new partition's queue off the
-//!   main queue and spawn its [`PartitionTask`] on the runtime.
+//!   main queue and spawn its `PartitionTask` on the runtime.
 //! - **Revoke** (before librdkafka gives the partitions up): cancel the partitions' tasks, wait
 //!   for them to drain (each bounded by the drain timeout), then commit their watermarks
 //!   synchronously. Only then does the rebalance proceed, so the next owner starts exactly at
 //!   the first message this worker had not finished.
-//! - **Commits while running**: the consumer's [`Committer`] commits every running partition's
+//! - **Commits while running**: the consumer's `Committer` commits every running partition's
 //!   watermark in one request per tick (see [`crate::commits`]).
 //! - **Shutdown**: the same as revoking everything, then the consumer is closed, which leaves
 //!   the group at once instead of waiting for the session timeout.

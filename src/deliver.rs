@@ -24,7 +24,7 @@
 //!
 //! A batch also leaves before it is full or old when the consumer's in-flight byte budget is
 //! spent and this instance has room to send (fewer batches ready or in flight than its
-//! concurrency): the oldest partial batches of at least [`PRESSURE_CUT_BYTES`] go at once; and
+//! concurrency): the oldest partial batches of at least `PRESSURE_CUT_BYTES` go at once; and
 //! while a partition drains (revoke or shutdown) every partial batch goes at once, so the drain
 //! does not wait for batch ages longer than its timeout (see [`crate::pressure`]).
 //!

@@ -22,7 +22,7 @@
 //! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
 //!   back when the last copy, batch or dead letter holding them drops); a task that finds it
 //!   spent keeps the message it polled, takes no other, and routes it once its share is free.
-//!   It pauses the partition in librdkafka only once it has gone [`PAUSE_AFTER_STARVING`]
+//!   It pauses the partition in librdkafka only once it has gone `PAUSE_AFTER_STARVING`
 //!   without a share taken at once: a pause drops the partition's prefetched messages, which
 //!   are fetched again on resume, and a budget that frees up within moments (a fast
 //!   destination) would pay that refetch over and over;

@@ -4,7 +4,7 @@
 //! Assembled whole, a body is a second copy of its batch (the runtime holds the events until
 //! the destination answers) that lives for the whole round trip: with 100 webhook
 //! destinations sending four 350 KB batches at once, ~14 MB at the peak of the `mix`
-//! benchmark (heap profile in `bench/RESULTS.md`). Streamed, a chunk of [`CHUNK_BYTES`] is
+//! benchmark (heap profile in `bench/RESULTS.md`). Streamed, a chunk of `CHUNK_BYTES` is
 //! built when the connection asks for it and freed once written.
 //!
 //! Invariants: the bytes are `prefix`, the events' original bytes joined by commas, then

@@ -2,7 +2,8 @@
 //!
 //! An [`Event`] keeps the message's original JSON bytes untouched (connectors that forward
 //! events send exactly what the source sent, with no re-serialisation) plus the few fields
-//! that routing and filtering need, extracted in one borrowing pass over the JSON.
+//! that routing and filtering need, extracted in one borrowing pass over the JSON (the
+//! validating scan of `scan.rs`, which also checks the whole text is one JSON object).
 //!
 //! Invariants of a constructed [`Event`]: the bytes are valid UTF-8 and one JSON object; `type`
 //! is one of the six Segment types; `messageId` and `writeKey` are non-empty strings; there is

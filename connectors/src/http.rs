@@ -55,7 +55,7 @@ const MAX_REDIRECTS: usize = 10;
 
 /// Sends the request `build` makes for `url`, following 307 and 308 redirects. The client
 /// cannot replay a streamed body, so it does not follow redirects for such a request; this
-/// follows those that keep the method and body, up to [`MAX_REDIRECTS`], building the request
+/// follows those that keep the method and body, up to `MAX_REDIRECTS`, building the request
 /// again for each, and only within `url`'s origin (scheme, host and port), so credentials and
 /// signatures never go to another host. Any other answer, a redirect elsewhere included, is
 /// returned as it is.

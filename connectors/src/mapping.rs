@@ -1,6 +1,6 @@
 //! Reading Segment fields for connectors that translate events into another API's shape.
 //!
-//! [`Event`](crate::Event) keeps the original bytes; translating connectors parse them once
+//! [`Event`] keeps the original bytes; translating connectors parse them once
 //! per delivery attempt into a [`serde_json::Value`] and read fields from it here.
 
 use chrono::DateTime;

@@ -11,7 +11,7 @@
 //! - [`contracts`]: servers enforcing the published contracts of Amplitude, Mixpanel, Slack and
 //!   Segment, with fault injection.
 //! - [`produce`]: producing records and reading topics back.
-//! - [`bench`]: the benchmark backlog, the raw-consumer ceiling and a counting receiver.
+//! - [`bench`](mod@bench): the benchmark backlog, the raw-consumer ceiling and a counting receiver.
 //! - [`s3`]: a real S3 server (`s3s-fs`) on loopback.
 //! - [`redshift_front`]: a PostgreSQL wire proxy that runs Redshift's `COPY ... FROM 's3://...'`
 //!   against the S3 server, the stand-in for Redshift.

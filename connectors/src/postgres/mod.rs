@@ -3,7 +3,7 @@
 //! Each batch (events of any partitions, with the range each partition contributed, see
 //! [`crate::Batching::Sourced`]) is one transaction under a per-schema advisory lock, loaded with `COPY ... FROM STDIN`; the steps,
 //! the merge by `messageId` and the `courier_ledger` table are
-//! [`crate::warehouse::load`]'s, shared with `redshift`.
+//! `crate::warehouse::load`'s, shared with `redshift`.
 //!
 //! So a redelivered event replaces its row instead of adding one: every `messageId` is one
 //! row per table, however often it is delivered. Identifiers from events are sanitised and

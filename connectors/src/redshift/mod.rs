@@ -7,7 +7,7 @@
 //! TIMEFORMAT 'auto' ACCEPTINVCHARS TRUNCATECOLUMNS EMPTYASNULL COMPUPDATE OFF STATUPDATE OFF`
 //! with an IAM role or the staging keys, `DELETE ... USING` on `id`, `INSERT` of one row per
 //! `id` (`ROW_NUMBER()`, Redshift has no `DISTINCT ON`), ledger rows, commit — see
-//! [`crate::warehouse::load`]. The events are acknowledged after the commit.
+//! `crate::warehouse::load`. The events are acknowledged after the commit.
 //!
 //! Staged files stay in the bucket (the ledger names them); expire them with a lifecycle rule.
 //! An S3 outage fails the batch before or inside the transaction, which then rolls back; the

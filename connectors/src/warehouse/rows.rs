@@ -1,7 +1,7 @@
 //! A Segment event → the warehouse rows it becomes (see the module above for the layout).
 //!
 //! Pure: no I/O, no SQL. Every table and column name here went through
-//! [`sanitize`](super::sanitize); every value is text for a load file (or `None` for NULL).
+//! [`super::sanitize`]; every value is text for a load file (or `None` for NULL).
 //!
 //! Names and texts are shared `Arc<str>`s: a batch's builder makes each distinct name once and
 //! every cell of that column points at it, and a track's standard cells are shared by its
