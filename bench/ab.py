@@ -1,0 +1,105 @@
+"""Interleaved before/after runs of Courier alone, on the harness's backlog and configuration.
+
+    bench/ab.py w1 variants.json [--events 500000] [--partitions 128] [--reps 3]
+
+`variants.json` is a list of variants, run in turn within each repetition so that the machine's
+drift falls on all of them alike. Each variant has a `name` and any of:
+  - `bin`: a directory with another build's `courier` (default: target/release);
+  - `consumer`: TOML lines put in `[consumer]`, replacing the harness's keys of the same name;
+  - `append`: TOML appended to the worker's configuration (e.g. a `[kafka.consumer_properties]`
+    table);
+  - `customers`: [old, new], a text replacement in every customer file (destination settings);
+  - `env`: environment variables for the worker;
+  - `wrap`: a command the worker runs under (e.g. `perf record -o perf.data --`).
+Prints one line per run (events/s, CPU s per million events, peak RSS MB) and, per variant, the
+sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
+up: `.devstack/bench-venv/bin/python bench/ab.py ...`. Not part of the tests.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+
+
+def configure(stack, variant, group, workload):
+    """The harness's worker configuration for `workload`, changed as the variant says."""
+    config = h.write_config(stack, group, workload, h.STATE / group)
+    text = config.read_text()
+    consumer = variant.get("consumer", "")
+    for line in filter(None, consumer.split("\n")):
+        key = line.split("=")[0].strip()
+        text = "\n".join(l for l in text.split("\n") if not l.startswith(key + " ="))
+    text = text.replace("[consumer]\n", "[consumer]\n" + consumer + "\n")
+    config.write_text(text + "\n" + variant.get("append", "") + "\n")
+    if "customers" in variant:
+        old, new = variant["customers"]
+        for f in (config.parent / "customers").glob("*.toml"):
+            f.write_text(f.read_text().replace(old, new))
+    return config
+
+
+def run(stack, variant, workload, rep, events):
+    if workload in ("w2", "mix"):
+        stack.fresh_s3()
+    h.settle()
+    group = f"ab-{variant['name']}-{rep}"
+    config = configure(stack, variant, group, workload)
+    rows = h.offsets(config)
+    binary = Path(variant.get("bin", h.BIN)) / "courier"
+    log_file = h.STATE / f"{group}.log"
+    proc = subprocess.Popen(variant.get("wrap", []) + [str(binary), "run", "--config", str(config)],
+                            stdout=open(log_file, "w"), stderr=subprocess.STDOUT,
+                            env=dict(os.environ, **variant.get("env", {})))
+    try:
+        launched = time.time()
+        while "assigned" not in log_file.read_text():
+            if time.time() - launched > 120:
+                raise RuntimeError(f"{group} never got an assignment; see {log_file}")
+            time.sleep(0.01)
+        started = time.time()
+        h.wait_committed(stack, group, rows)
+        seconds = time.time() - started
+        # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
+        cpu, rss = h.usage(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGINT if variant.get("wrap") else signal.SIGTERM)
+        proc.wait(timeout=60)
+    return {"events_per_s": round(events / seconds), "cpu_s_per_m": round(cpu / events * 1e6, 2),
+            "peak_rss_mb": round(rss)}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("workload", choices=["w1", "w2", "w3", "w4", "mix"])
+    p.add_argument("variants")
+    p.add_argument("--events", type=int, default=500_000)
+    p.add_argument("--partitions", type=int, default=128)
+    p.add_argument("--reps", type=int, default=3)
+    args = p.parse_args()
+    variants = json.loads(Path(args.variants).read_text())
+    stack = h.Stack(args.partitions)
+    try:
+        subprocess.run([h.BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers,
+                        "--topic", h.TOPIC, "--count", str(args.events)], check=True, capture_output=True)
+        results = {}
+        for rep in range(args.reps):
+            for variant in variants:
+                r = run(stack, variant, args.workload, rep, args.events)
+                results.setdefault(variant["name"], []).append(r)
+                print(variant["name"], rep, r, flush=True)
+        for name, runs in results.items():
+            print(name, {k: sorted(r[k] for r in runs) for k in runs[0]})
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""One drain of Courier, over time: events the counting receiver got and offsets committed.
+
+    bench/timeline.py w3 [--events 500000] [--partitions 128] [--every 0.05]
+
+Runs Courier alone on the harness's backlog and configuration for `workload` and prints, every
+`--every` seconds from its first assignment until the backlog is committed, the seconds since
+then, the events delivered (W3 and `mix`: the counting receiver's count), the offsets
+committed (one OffsetFetch from a client that never joins the group) and the worker's CPU
+seconds. Shows where a drain's time goes: start-up, the steady rate, the tail. Run with the
+benchmark's venv after `bench/run.sh` has set it up. Not part of the tests.
+"""
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness as h  # noqa: E402
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("workload", choices=["w1", "w2", "w3", "w4", "mix"])
+    p.add_argument("--events", type=int, default=500_000)
+    p.add_argument("--partitions", type=int, default=128)
+    p.add_argument("--every", type=float, default=0.05)
+    args = p.parse_args()
+    from confluent_kafka import Consumer, TopicPartition
+
+    stack = h.Stack(args.partitions)
+    try:
+        subprocess.run([h.BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers,
+                        "--topic", h.TOPIC, "--count", str(args.events)], check=True, capture_output=True)
+        h.settle()
+        group = "timeline"
+        config = h.write_config(stack, group, args.workload, h.STATE / group)
+        rows = h.offsets(config)
+        end = {r["partition"]: r["log_end"] for r in rows}
+        h.http_json(f"http://{h.COUNTER}/_reset", data=b"")
+        log_file = h.STATE / f"{group}.log"
+        proc = subprocess.Popen([str(h.BIN / "courier"), "run", "--config", str(config)],
+                                stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
+        observer = Consumer({"bootstrap.servers": stack.brokers, "group.id": group,
+                             "enable.auto.commit": False})
+        try:
+            while "assigned" not in log_file.read_text():
+                time.sleep(0.005)
+            started = time.time()
+            wanted = [TopicPartition(h.TOPIC, p) for p in end]
+            print("seconds  delivered  committed  cpu_s")
+            while True:
+                delivered = h.http_json(f"http://{h.COUNTER}/_count")["events"]
+                committed = observer.committed(wanted, timeout=10)
+                done = sum(max(tp.offset, 0) for tp in committed)
+                cpu, _ = h.usage(proc.pid)
+                print(f"{time.time() - started:7.2f}  {delivered:9d}  {done:9d}  {cpu:5.2f}", flush=True)
+                if all(tp.offset == end[tp.partition] for tp in committed):
+                    break
+                time.sleep(args.every)
+        finally:
+            observer.close()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+    finally:
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()
