@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,16 +54,10 @@ def run(stack, variant, workload, rep, events):
     rows = h.offsets(config)
     binary = Path(variant.get("bin", h.BIN)) / "courier"
     log_file = h.STATE / f"{group}.log"
-    proc = subprocess.Popen(variant.get("wrap", []) + [str(binary), "run", "--config", str(config)],
-                            stdout=open(log_file, "w"), stderr=subprocess.STDOUT,
-                            env=dict(os.environ, **variant.get("env", {})))
+    proc = h.start(variant.get("wrap", []) + [binary, "run", "--config", config], log_file,
+                   env=dict(os.environ, **variant.get("env", {})))
     try:
-        launched = time.time()
-        while "assigned" not in log_file.read_text():
-            if time.time() - launched > 120:
-                raise RuntimeError(f"{group} never got an assignment; see {log_file}")
-            time.sleep(0.01)
-        started = time.time()
+        started = h.wait_assigned(log_file, every=0.01)
         h.wait_committed(stack, group, rows)
         seconds = time.time() - started
         # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
@@ -87,8 +80,7 @@ def main():
     variants = json.loads(Path(args.variants).read_text())
     stack = h.Stack(args.partitions)
     try:
-        subprocess.run([h.BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers,
-                        "--topic", h.TOPIC, "--count", str(args.events)], check=True, capture_output=True)
+        h.produce(stack, args.events)
         results = {}
         for rep in range(args.reps):
             for variant in variants:

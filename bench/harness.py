@@ -252,6 +252,30 @@ def latency_phase(stack, start, topic, count=20_000, rate=2_000):
     return None, None
 
 
+def produce(stack, count, topic=TOPIC):
+    """The backlog: `count` realistic events into `topic`."""
+    subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", topic,
+                    "--count", str(count)], check=True, capture_output=True)
+
+
+def start(cmd, log_file, env=None):
+    """Starts a subject with its output in `log_file`."""
+    return subprocess.Popen([str(c) for c in cmd], stdout=open(log_file, "w"), stderr=subprocess.STDOUT,
+                            env=env)
+
+
+def wait_assigned(log_file, every=0.02, timeout=120):
+    """When the subject started in `log_file` logged its first assignment: drains are timed
+    from there, as group join and start-up are not the subject's throughput (every subject logs
+    "assigned")."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if "assigned" in log_file.read_text():
+            return time.time()
+        time.sleep(every)
+    raise RuntimeError(f"never got an assignment; see {log_file}")
+
+
 def run_subject(stack, subject, workload, rep, backlog, python, live=None):
     group = f"bench-{subject}-{workload}-{rep}"
     config = write_config(stack, group, workload, STATE / group, live)
@@ -266,20 +290,9 @@ def run_subject(stack, subject, workload, rep, backlog, python, live=None):
                "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
     http_json(f"http://{COUNTER}/_reset", data=b"")
     log_file = STATE / f"{group}.log"
-    out = open(log_file, "w")
-    launched = time.time()
-    proc = subprocess.Popen([str(c) for c in cmd], stdout=out, stderr=out)
+    proc = start(cmd, log_file)
     try:
-        # The drain is timed from the first assignment: group join and start-up are not the
-        # subject's throughput (both subjects log "assigned").
-        started = None
-        while started is None and time.time() - launched < 120:
-            if "assigned" in log_file.read_text():
-                started = time.time()
-            else:
-                time.sleep(0.02)
-        if started is None:
-            raise RuntimeError(f"{group} never got an assignment; see {log_file}")
+        started = wait_assigned(log_file)
         wait_committed(stack, group, rows)
         seconds = time.time() - started
         cpu, rss = usage(proc.pid)
@@ -333,8 +346,7 @@ def main():
     try:
         log(f"producing {args.events} events into {args.partitions} partitions")
         t = time.time()
-        subprocess.run([BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers, "--topic", TOPIC,
-                        "--count", str(args.events)], check=True, capture_output=True)
+        produce(stack, args.events)
         probe = write_config(stack, "bench-probe", "w1", STATE / "probe")
         rows = offsets(probe)
         total = sum(r["log_end"] for r in rows)

@@ -12,7 +12,6 @@ benchmark's venv after `bench/run.sh` has set it up. Not part of the tests.
 
 import argparse
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,8 +31,7 @@ def main():
 
     stack = h.Stack(args.partitions)
     try:
-        subprocess.run([h.BIN / "courier-devstack", "bench-produce", "--brokers", stack.brokers,
-                        "--topic", h.TOPIC, "--count", str(args.events)], check=True, capture_output=True)
+        h.produce(stack, args.events)
         h.settle()
         group = "timeline"
         config = h.write_config(stack, group, args.workload, h.STATE / group)
@@ -41,14 +39,11 @@ def main():
         end = {r["partition"]: r["log_end"] for r in rows}
         h.http_json(f"http://{h.COUNTER}/_reset", data=b"")
         log_file = h.STATE / f"{group}.log"
-        proc = subprocess.Popen([str(h.BIN / "courier"), "run", "--config", str(config)],
-                                stdout=open(log_file, "w"), stderr=subprocess.STDOUT)
+        proc = h.start([h.BIN / "courier", "run", "--config", config], log_file)
         observer = Consumer({"bootstrap.servers": stack.brokers, "group.id": group,
                              "enable.auto.commit": False})
         try:
-            while "assigned" not in log_file.read_text():
-                time.sleep(0.005)
-            started = time.time()
+            started = h.wait_assigned(log_file, every=0.005)
             wanted = [TopicPartition(h.TOPIC, p) for p in end]
             print("seconds  delivered  committed  cpu_s")
             while True:

@@ -15,6 +15,17 @@ fn backpressure_lines(log: &str, paused: bool) -> usize {
         .count()
 }
 
+/// The numeric `field` of every JSON log line containing `needle`.
+fn logged_numbers<'a>(
+    log: &'a str,
+    needle: &'a str,
+    field: &'a str,
+) -> impl Iterator<Item = u64> + 'a {
+    log.lines()
+        .filter(move |l| l.contains(needle))
+        .filter_map(move |l| serde_json::from_str::<serde_json::Value>(l).ok()?[field].as_u64())
+}
+
 /// Sends `count` events over `partitions` through one worker whose whole in-flight budget is
 /// 16 KiB (its partitions log at debug level) to a destination that takes `delay` per batch,
 /// and returns once every event is delivered and committed (the stack stays up while it is
@@ -76,10 +87,7 @@ async fn a_slow_destination_pauses_the_partition_at_the_in_flight_bound() {
         resumes >= pauses - 1,
         "and resumed below it ({resumes} times)"
     );
-    let max_in_flight = log
-        .lines()
-        .filter(|l| l.contains("backpressure"))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["in_flight"].as_u64())
+    let max_in_flight = logged_numbers(&log, "backpressure", "in_flight")
         .max()
         .unwrap();
     assert!(
@@ -103,11 +111,8 @@ async fn the_byte_budget_bounds_all_partitions_together() {
     let (_, text) = get(&format!("{}/metrics", worker.ops_url())).await;
     let waits = metric(&text, "courier_budget_waits_total", &[]).unwrap_or(0.0);
     let log = worker.log_text();
-    let waited: std::collections::HashSet<u64> = log
-        .lines()
-        .filter(|l| l.contains("budget spent; waiting for a share"))
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["partition"].as_u64())
-        .collect();
+    let waited: std::collections::HashSet<u64> =
+        logged_numbers(&log, "budget spent; waiting for a share", "partition").collect();
     assert!(
         waited.len() >= 2,
         "partitions waited for the shared budget, not their own bound: {waited:?}"
