@@ -113,6 +113,11 @@ impl Budget {
     pub fn available_bytes(&self) -> usize {
         self.inner.available.load(Ordering::SeqCst)
     }
+
+    /// The whole budget in bytes.
+    pub fn total_bytes(&self) -> usize {
+        self.inner.total
+    }
 }
 
 #[cfg(test)]

@@ -251,6 +251,22 @@ fn cut_partial(
     batchers.values().map(Batcher::bytes).max().unwrap_or(0)
 }
 
+/// Adds `copy` to `lane`'s batcher, moving a batch it fills to `ready`; returns the batcher's
+/// partial bytes.
+fn push(
+    batcher: &mut Batcher<EventCopy>,
+    copy: EventCopy,
+    now: Instant,
+    lane: &Lane,
+    ready: &mut VecDeque<(Lane, Vec<EventCopy>)>,
+) -> usize {
+    let size = copy.event.raw().len();
+    for full in batcher.push(copy, size, now) {
+        ready.push_back((lane.clone(), full));
+    }
+    batcher.bytes()
+}
+
 /// Moves every partial batch to `ready` (the queue closed, or a partition is draining).
 fn flush_all(
     batchers: &mut HashMap<Lane, Batcher<EventCopy>>,
@@ -423,15 +439,22 @@ impl Worker {
                     }
                     // One clock read per chunk: the copies arrived together.
                     let now = Instant::now();
-                    for copy in inbox.drain(..) {
-                        let size = copy.event.raw().len();
-                        let lane = if by_partition { Lane::of(&copy.origin) } else { Lane::Any };
+                    if by_partition {
+                        for copy in inbox.drain(..) {
+                            let lane = Lane::of(&copy.origin);
+                            let batcher = batchers
+                                .entry(lane.clone())
+                                .or_insert_with(|| Batcher::new(limits));
+                            largest = largest.max(push(batcher, copy, now, &lane, &mut ready));
+                        }
+                    } else {
+                        // One lane: looked up once per chunk, not per copy.
                         let batcher = batchers
-                            .entry(lane.clone())
+                            .entry(Lane::Any)
                             .or_insert_with(|| Batcher::new(limits));
-                        let full = batcher.push(copy, size, now);
-                        largest = largest.max(batcher.bytes());
-                        ready.extend(full.into_iter().map(|b| (lane.clone(), b)));
+                        for copy in inbox.drain(..) {
+                            largest = largest.max(push(batcher, copy, now, &Lane::Any, &mut ready));
+                        }
                     }
                 }
             }

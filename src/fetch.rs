@@ -78,18 +78,19 @@ impl BatchReader {
         })
     }
 
-    /// Takes up to `max` messages that are already fetched, without waiting, and passes each
-    /// (or the consume error it stands for) to `each`, in offset order. Returns how many were
-    /// taken.
-    pub(crate) fn read(
+    /// Takes up to `max` messages that are already fetched, without waiting: passes the consume
+    /// errors among them to `error`, then the messages, in offset order, to `messages` at once
+    /// (so the caller can size one copy for all of them). Returns what `messages` returns.
+    pub(crate) fn read<R>(
         &mut self,
         max: usize,
-        mut each: impl FnMut(Result<RawMessage<'_>, KafkaError>),
-    ) -> usize {
+        mut error: impl FnMut(KafkaError),
+        messages: impl FnOnce(&[RawMessage<'_>]) -> R,
+    ) -> R {
         self.taken.clear();
         self.taken.reserve(max);
         // SAFETY: the buffer has room for `max` pointers; librdkafka fills the first `n`.
-        let n = unsafe {
+        unsafe {
             let n = rd::rd_kafka_consume_batch_queue(
                 self.queue.as_ptr(),
                 0,
@@ -98,31 +99,37 @@ impl BatchReader {
             );
             let n = usize::try_from(n).unwrap_or(0).min(max);
             self.taken.set_len(n);
-            n
-        };
+        }
+        let mut good = Vec::with_capacity(self.taken.len());
         for &message in &self.taken {
-            // SAFETY: librdkafka returned a valid message, destroyed right after this use.
+            // SAFETY: librdkafka returned a valid message, destroyed only below, after the
+            // last use of the slices borrowed from it.
             unsafe {
                 let m = &*message;
                 if m.err != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
-                    each(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
+                    error(KafkaError::MessageConsumption(RDKafkaErrorCode::from(
                         m.err,
-                    ))));
+                    )));
                 } else {
                     let mut kind = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
                     let timestamp = rd::rd_kafka_message_timestamp(message, &mut kind);
-                    each(Ok(RawMessage {
+                    good.push(RawMessage {
                         offset: m.offset,
                         timestamp_ms: timestamp.max(0),
                         payload: bytes_at(m.payload, m.len).unwrap_or_default(),
                         key: bytes_at(m.key, m.key_len),
-                    }));
+                    });
                 }
-                rd::rd_kafka_message_destroy(message);
             }
         }
+        let result = messages(&good);
+        drop(good);
+        for &message in &self.taken {
+            // SAFETY: taken above and not used since; destroyed once.
+            unsafe { rd::rd_kafka_message_destroy(message) };
+        }
         self.taken.clear();
-        n
+        result
     }
 }
 

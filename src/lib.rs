@@ -4,7 +4,9 @@
 //! # Layout
 //! The data path, in the order a message travels it:
 //! - [`consumer`]: the group consumer; assignment, revocation, final commits, the poll thread.
-//! - [`partition`]: one task per assigned partition: decode, route, fan out, track.
+//! - [`partition`]: one task per assigned partition: decode, route, fan out, track;
+//!   `chunk`: its messages copied out of librdkafka a chunk (one allocation, one budget share)
+//!   at a time.
 //! - [`route`]: the routing table (write key → customer → enabled, filtered destinations).
 //! - [`ack`]: the per-message acknowledgement shared by its destination copies.
 //! - [`tracker`]: per-partition completion and the committable watermark;
@@ -44,6 +46,7 @@ pub mod backoff;
 pub mod batch;
 pub mod breaker;
 pub mod budget;
+pub(crate) mod chunk;
 pub mod commits;
 pub mod consumer;
 pub mod control;

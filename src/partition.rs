@@ -19,9 +19,11 @@
 //!   (everything it took is done), so an idle partition's committed offset is current;
 //! - at most `max_in_flight_per_partition` messages are in flight; at the bound the partition is
 //!   paused in librdkafka (no fetching) and resumed below half of it;
-//! - every message in flight holds its share of the consumer's [`Budget`] in its bytes (given
-//!   back when the last copy, batch or dead letter holding them drops); a task that finds it
-//!   spent keeps the message it polled, takes no other, and routes it once its share is free.
+//! - every message in flight holds a share of the consumer's [`Budget`] in its bytes: messages
+//!   are copied out of librdkafka in small chunks, each holding one share for its bytes, given
+//!   back when the last copy, batch or dead letter holding any of them drops (see
+//!   `chunk.rs`); a task that finds the budget spent keeps the chunk it polled, takes no
+//!   other, and routes it once its share is free.
 //!   It pauses the partition in librdkafka only once it has gone `PAUSE_AFTER_STARVING`
 //!   without a share taken at once: a pause drops the partition's prefetched messages, which
 //!   are fetched again on resume, and a budget that frees up within moments (a fast
@@ -41,7 +43,7 @@ use bytes::Bytes;
 use courier_connectors::Event;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
-use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::message::Message;
 use rdkafka::TopicPartitionList;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -49,7 +51,8 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::ack::MessageAck;
-use crate::budget::{Budget, Share};
+use crate::budget::Budget;
+use crate::chunk::{Chunk, Held, Inbound, CHUNK_MESSAGES};
 use crate::consumer::{CourierConsumer, CourierPartitionQueue};
 use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::deliver::{DestinationHandle, EventCopy};
@@ -73,7 +76,8 @@ const PAUSE_AFTER_STARVING: Duration = Duration::from_millis(250);
 
 /// Messages taken from librdkafka's queue in one call, at most. Taken messages are copied out
 /// before they have a budget share, so a call takes no more than the budget has KiB free right
-/// now (and at least one): a partition that finds the budget spent holds one message beyond it.
+/// now (and at least one): a partition that finds the budget spent holds at most one call's
+/// messages beyond it.
 const FETCH_BATCH: usize = 256;
 
 /// What every partition task shares.
@@ -93,81 +97,16 @@ pub struct PartitionEnv {
     pub status: Arc<crate::status::Status>,
 }
 
-/// A message copied out of librdkafka's buffer (payload then key in one allocation), waiting
-/// for its share of the budget.
-struct Polled {
-    offset: i64,
-    timestamp_ms: i64,
-    data: Vec<u8>,
-    payload_len: usize,
-    has_key: bool,
-    headers: Option<OwnedHeaders>,
-}
-
-impl Polled {
-    fn copy(m: &RawMessage<'_>, headers: Option<OwnedHeaders>) -> Polled {
-        let mut data = Vec::with_capacity(m.payload.len() + m.key.map_or(0, <[u8]>::len));
-        data.extend_from_slice(m.payload);
-        data.extend_from_slice(m.key.unwrap_or_default());
-        Polled {
-            offset: m.offset,
-            timestamp_ms: m.timestamp_ms,
-            data,
-            payload_len: m.payload.len(),
-            has_key: m.key.is_some(),
-            headers,
-        }
-    }
-
-    /// A message of the retry flow, with its headers (they carry the retry state).
-    fn with_headers(m: &rdkafka::message::BorrowedMessage<'_>) -> Polled {
-        let raw = RawMessage {
-            offset: m.offset(),
-            timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
-            payload: m.payload().unwrap_or_default(),
-            key: m.key(),
-        };
-        Polled::copy(&raw, m.headers().map(|h| h.detach()))
-    }
-
-    /// The message holding `share` for as long as any part of it lives (in a copy, a batch or
-    /// a dead letter): the budget counts the bytes that are really held.
-    fn hold(self, share: Share) -> Inbound {
-        let payload_len = self.payload_len;
-        let bytes = Bytes::from_owner(HeldBytes {
-            data: self.data,
-            _share: share,
-        });
-        Inbound {
-            offset: self.offset,
-            timestamp_ms: self.timestamp_ms,
-            key: self.has_key.then(|| bytes.slice(payload_len..)),
-            payload: bytes.slice(..payload_len),
-            headers: self.headers,
-        }
-    }
-}
-
-/// A message's bytes with its budget share.
-struct HeldBytes {
-    data: Vec<u8>,
-    _share: Share,
-}
-
-impl AsRef<[u8]> for HeldBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.data
-    }
-}
-
-/// A message with its budget share, ready to route.
-struct Inbound {
-    offset: i64,
-    timestamp_ms: i64,
-    payload: Bytes,
-    key: Option<Bytes>,
-    /// Only read in the retry flow, where they carry the retry state.
-    headers: Option<OwnedHeaders>,
+/// A message of the retry flow, alone in its chunk with its headers (they carry the retry
+/// state).
+fn retry_chunk(m: &rdkafka::message::BorrowedMessage<'_>) -> Chunk {
+    let raw = RawMessage {
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis().unwrap_or(0),
+        payload: m.payload().unwrap_or_default(),
+        key: m.key(),
+    };
+    Chunk::single(&raw, m.headers().map(|h| h.detach()))
 }
 
 /// Which topic a partition task serves.
@@ -250,10 +189,12 @@ pub(crate) struct PartitionTask {
     /// Since when the task has found the budget spent: set by a share not there at once,
     /// cleared by a share taken at once (a share that came after a wait does not end it).
     starved_since: Option<Instant>,
-    /// A polled message waiting for its share of the budget.
-    waiting: Option<Polled>,
-    /// Messages taken from the queue in one batch and not routed yet (main flow).
-    fetched: VecDeque<Polled>,
+    /// A chunk of polled messages waiting for its share of the budget.
+    waiting: Option<Chunk>,
+    /// Chunks taken from the queue and not given their share yet.
+    fetched: VecDeque<Chunk>,
+    /// The chunk being routed, with its share.
+    current: Option<Held>,
     /// The batch reader of the main flow (`None` in the retry flow, which reads headers).
     reader: Option<BatchReader>,
     /// Metric handles, resolved once (a labelled lookup per message would cost more than the
@@ -303,6 +244,7 @@ impl PartitionTask {
             starved_since: None,
             waiting: None,
             fetched: VecDeque::new(),
+            current: None,
             reader,
             meters,
         }
@@ -328,16 +270,10 @@ impl PartitionTask {
             let mut budget = POLL_BUDGET;
             let mut run: Option<Run> = None;
             while !self.paused && budget > 0 && self.waiting.is_none() {
-                let Some(polled) = self.next(&queue, budget) else {
+                let Some(inbound) = self.next(&queue, budget) else {
                     break;
                 };
                 budget -= 1;
-                let Some(share) = self.env.budget.try_take(polled.data.len()) else {
-                    self.starve(polled);
-                    break;
-                };
-                self.starved_since = None;
-                let inbound = polled.hold(share);
                 let open = run.get_or_insert_with(|| Run::open(&done_tx));
                 open.add(&inbound);
                 let routed = open.messages;
@@ -355,7 +291,7 @@ impl PartitionTask {
             }
             self.close(run);
             let more = budget == 0 && self.waiting.is_none();
-            let wanted = self.waiting.as_ref().map_or(0, |m| m.data.len());
+            let wanted = self.waiting.as_ref().map_or(0, Chunk::bytes);
             let pause_at = self.starved_since.map(|since| since + PAUSE_AFTER_STARVING);
             let budget_free = self.env.budget.clone();
             tokio::select! {
@@ -363,15 +299,8 @@ impl PartitionTask {
                 () = cancel.cancelled() => break,
                 Some(offset) = done_rx.recv() => self.complete(offset, &mut done_rx),
                 share = budget_free.take(wanted), if self.waiting.is_some() => {
-                    if let Some(polled) = self.waiting.take() {
-                        let inbound = polled.hold(share);
-                        let mut run = Run::open(&done_tx);
-                        run.add(&inbound);
-                        if !self.dispatch(inbound, &run.root, &cancel).await {
-                            break;
-                        }
-                        self.close(Some(run));
-                    }
+                    // Routed by the loop above, from the next turn on.
+                    self.current = self.waiting.take().map(|chunk| chunk.hold(share));
                     if self.paused
                         && self.tracker.in_flight() < self.env.limits.max_in_flight_per_partition
                     {
@@ -407,13 +336,37 @@ impl PartitionTask {
         self.tracker.watermark()
     }
 
-    /// The next message to route: from the last batch taken, else from a new batch of up to
-    /// `max` (and [`FETCH_BATCH`], and the budget's free KiB; main flow), or polled alone with
-    /// its headers (retry flow).
-    fn next(&mut self, queue: &CourierPartitionQueue, max: usize) -> Option<Polled> {
-        if let Some(polled) = self.fetched.pop_front() {
-            return Some(polled);
+    /// The next message to route, with its share of the budget: from the chunk being routed,
+    /// else from the next chunk taken, else from a new batch of up to `max` (and
+    /// [`FETCH_BATCH`], and the budget's free KiB; main flow) or one message polled alone with
+    /// its headers (retry flow). `None` when nothing is fetched, or when the next chunk's share
+    /// is not there (the chunk then waits in `waiting`).
+    fn next(&mut self, queue: &CourierPartitionQueue, max: usize) -> Option<Inbound> {
+        loop {
+            if let Some(held) = &mut self.current {
+                let inbound = held.next();
+                if held.is_empty() {
+                    self.current = None;
+                }
+                if inbound.is_some() {
+                    return inbound;
+                }
+            }
+            let chunk = match self.fetched.pop_front() {
+                Some(chunk) => chunk,
+                None => self.fetch(queue, max)?,
+            };
+            let Some(share) = self.env.budget.try_take(chunk.bytes()) else {
+                self.starve(chunk);
+                return None;
+            };
+            self.starved_since = None;
+            self.current = Some(chunk.hold(share));
         }
+    }
+
+    /// Takes what librdkafka has fetched (see [`Self::next`]) and returns its first chunk.
+    fn fetch(&mut self, queue: &CourierPartitionQueue, max: usize) -> Option<Chunk> {
         let (topic, partition) = (&self.topic, self.partition);
         let consume_error = |err: KafkaError| {
             tracing::warn!(topic = &**topic, partition, error = %err, "consume error");
@@ -421,18 +374,25 @@ impl PartitionTask {
         match &mut self.reader {
             Some(reader) => {
                 // No more messages than the budget has KiB free: they wait unshared.
-                let free = (self.env.budget.available_bytes() / 1024).max(1);
-                let max = max.min(FETCH_BATCH).min(free);
+                let budget = &self.env.budget;
+                let available = budget.available_bytes();
+                let max = max.min(FETCH_BATCH).min((available / 1024).max(1));
+                // Chunks only while most of the budget is free: under pressure a chunk's bytes
+                // would wait for its slowest message.
+                let per_chunk = if available >= budget.total_bytes() / 4 * 3 {
+                    CHUNK_MESSAGES
+                } else {
+                    1
+                };
                 let fetched = &mut self.fetched;
-                reader.read(max, |m| match m {
-                    Ok(m) => fetched.push_back(Polled::copy(&m, None)),
-                    Err(err) => consume_error(err),
+                reader.read(max, consume_error, |messages| {
+                    Chunk::copy_out(messages, per_chunk, fetched);
                 });
                 self.fetched.pop_front()
             }
             None => loop {
                 match queue.poll(Duration::ZERO)? {
-                    Ok(m) => return Some(Polled::with_headers(&m)),
+                    Ok(m) => return Some(retry_chunk(&m)),
                     Err(err) => consume_error(err),
                 }
             },
@@ -615,25 +575,28 @@ impl PartitionTask {
         // tick, so an idle partition's committed offset (and its lag) is current, and the end
         // of a burst does not wait up to a commit interval. The committer spaces such commits
         // and lets partitions that catch up together share one.
-        let caught_up = in_flight == 0 && self.waiting.is_none() && self.fetched.is_empty();
+        let caught_up = in_flight == 0
+            && self.waiting.is_none()
+            && self.fetched.is_empty()
+            && self.current.is_none();
         if caught_up && watermark.is_some_and(|w| w != self.view.confirmed.load(Ordering::Acquire))
         {
             self.commit_now.notify_one();
         }
     }
 
-    /// Keeps `polled` until the budget has its share; pauses the partition if the task has
+    /// Keeps `chunk` until the budget has its share; pauses the partition if the task has
     /// been starved of shares for [`PAUSE_AFTER_STARVING`] already (else the run loop pauses
     /// it when that time comes, if the share has not come first).
-    fn starve(&mut self, polled: Polled) {
+    fn starve(&mut self, chunk: Chunk) {
         self.meters.budget_waits.increment(1);
         tracing::debug!(
             topic = &*self.topic,
             partition = self.partition,
-            bytes = polled.data.len(),
+            bytes = chunk.bytes(),
             "budget spent; waiting for a share"
         );
-        self.waiting = Some(polled);
+        self.waiting = Some(chunk);
         let now = Instant::now();
         let since = *self.starved_since.get_or_insert(now);
         if now.duration_since(since) >= PAUSE_AFTER_STARVING {
