@@ -9,10 +9,10 @@
 //! the chunk's last message is dropped (delivered, dead-lettered or abandoned), so the budget
 //! counts the bytes that are really held.
 //!
-//! One allocation and one share per chunk instead of per message: the per-message copy, its
-//! owner and the budget's shared counter (taken on the partition's thread, given back on the
-//! destination's) were ~a tenth of the route-only benchmark's CPU (`bench/RESULTS.md`). The
-//! price is granularity: a chunk's bytes are given back together, when its slowest message is
+//! One allocation and one share per chunk instead of per message: the per-message allocation,
+//! its owner and the budget's shared counter (taken on the partition's thread, given back on
+//! the destination's) cost ~8% of the route-only benchmark's CPU ("Chunked copy-out" in
+//! `bench/RESULTS.md`). The price is granularity: a chunk's bytes are given back together, when its slowest message is
 //! done, which is why chunks are small.
 //!
 //! Invariants: a chunk's share is exactly its bytes (at least one byte; see

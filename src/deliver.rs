@@ -448,7 +448,7 @@ impl Worker {
                             largest = largest.max(push(batcher, copy, now, &lane, &mut ready));
                         }
                     } else {
-                        // One lane: looked up once per chunk, not per copy.
+                        // One lane: looked up once per receive, not per copy.
                         let batcher = batchers
                             .entry(Lane::Any)
                             .or_insert_with(|| Batcher::new(limits));
