@@ -20,11 +20,8 @@ delivered its offsets are committed synchronously. Runs until SIGTERM.
 
 import argparse
 import gzip
-import io
 import json
 import signal
-import sys
-import time
 from collections import defaultdict
 
 from confluent_kafka import Consumer, TopicPartition
