@@ -2,10 +2,11 @@
 //! undone at once across all of its partitions.
 //!
 //! Per-partition limits alone let memory grow with the number of partitions a worker owns; the
-//! budget bounds it for the worker. A partition task takes a message's share before routing it
-//! and the share travels with the message's bytes (see [`crate::partition`]), so it comes back
-//! when the last copy, batch or dead letter holding them is dropped: delivered, dead-lettered or
-//! abandoned. A task that finds the budget spent keeps the message and waits for a share
+//! budget bounds it for the worker. A partition task takes the share of a chunk of consumed
+//! messages (up to 16 while most of the budget is free, one each otherwise) before routing
+//! them, and the share travels with their bytes (see `chunk.rs`), so it comes back when the
+//! last copy, batch or dead letter holding any of them is dropped: delivered, dead-lettered or
+//! abandoned. A task that finds the budget spent keeps the chunk and waits for a share
 //! (pausing its partition in librdkafka only if the wait goes on: see [`crate::partition`]);
 //! every release wakes the waiters, which try again. A waiter also raises the process's
 //! [`pressure`](crate::pressure) signal, so destinations with room to send cut the partial
@@ -15,7 +16,7 @@
 //! them (copies, batches, request state) are not counted, which is why the default is set by
 //! measuring a whole worker's memory (`bench/RESULTS.md`).
 //!
-//! Invariant: a share is never larger than the whole budget (a message larger than the budget
+//! Invariant: a share is never larger than the whole budget (a chunk larger than the budget
 //! takes all of it), so every message can eventually go.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
