@@ -11,8 +11,9 @@ drift falls on all of them alike. Each variant has a `name` and any of:
   - `customers`: [old, new], a text replacement in every customer file (destination settings);
   - `env`: environment variables for the worker;
   - `wrap`: a command the worker runs under (e.g. `perf record -o perf.data --`).
-Prints one line per run (events/s, CPU s per million events, peak RSS MB) and, per variant, the
-sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
+Prints one line per run (events/s, CPU s per million events, peak RSS MB; with `--idle S`, also
+the worker's and the broker's CPU while the worker then sits idle for S seconds) and, per variant,
+the sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
 up: `.devstack/bench-venv/bin/python bench/ab.py ...`. Not part of the tests.
 """
 
@@ -45,7 +46,18 @@ def configure(stack, variant, group, workload):
     return config
 
 
-def run(stack, variant, workload, rep, events):
+def idle_usage(stack, proc, seconds):
+    """CPU percent of one core the worker and the broker used while the worker sat idle (its
+    backlog done) for `seconds`."""
+    broker = stack.procs[0].pid
+    worker0, broker0 = h.usage(proc.pid)[0], h.usage(broker)[0]
+    time.sleep(seconds)
+    worker1, broker1 = h.usage(proc.pid)[0], h.usage(broker)[0]
+    return {"idle_worker_cpu_pct": round(100 * (worker1 - worker0) / seconds, 1),
+            "idle_broker_cpu_pct": round(100 * (broker1 - broker0) / seconds, 1)}
+
+
+def run(stack, variant, workload, rep, events, idle=0):
     if workload in ("w2", "mix"):
         stack.fresh_s3()
     h.settle()
@@ -62,11 +74,12 @@ def run(stack, variant, workload, rep, events):
         seconds = time.time() - started
         # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
         cpu, rss = h.usage(proc.pid)
+        quiet = idle_usage(stack, proc, idle) if idle else {}
     finally:
         proc.send_signal(signal.SIGINT if variant.get("wrap") else signal.SIGTERM)
         proc.wait(timeout=60)
     return {"events_per_s": round(events / seconds), "cpu_s_per_m": round(cpu / events * 1e6, 2),
-            "peak_rss_mb": round(rss)}
+            "peak_rss_mb": round(rss), **quiet}
 
 
 def main():
@@ -76,6 +89,9 @@ def main():
     p.add_argument("--events", type=int, default=500_000)
     p.add_argument("--partitions", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--idle", type=float, default=0,
+                   help="after each drain, also measure the idle worker's and broker's CPU for "
+                        "this many seconds")
     args = p.parse_args()
     variants = json.loads(Path(args.variants).read_text())
     stack = h.Stack(args.partitions)
@@ -84,7 +100,7 @@ def main():
         results = {}
         for rep in range(args.reps):
             for variant in variants:
-                r = run(stack, variant, args.workload, rep, args.events)
+                r = run(stack, variant, args.workload, rep, args.events, args.idle)
                 results.setdefault(variant["name"], []).append(r)
                 print(variant["name"], rep, r, flush=True)
         for name, runs in results.items():

@@ -129,14 +129,17 @@ class Stack:
             p.wait(timeout=20)
 
 
+def machine_times():
+    """The machine's idle and total CPU time so far, in clock ticks (`/proc/stat`)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3], sum(fields)
+
+
 def cpu_idle(seconds=1.0):
     """The fraction of the machine's CPU time that was idle over `seconds`."""
-    def sample():
-        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-        return fields[3], sum(fields)
-    idle0, total0 = sample()
+    idle0, total0 = machine_times()
     time.sleep(seconds)
-    idle1, total1 = sample()
+    idle1, total1 = machine_times()
     return (idle1 - idle0) / max(total1 - total0, 1)
 
 

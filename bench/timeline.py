@@ -5,12 +5,15 @@
 Runs Courier alone on the harness's backlog and configuration for `workload` and prints, every
 `--every` seconds from its first assignment until the backlog is committed, the seconds since
 then, the events delivered (W3 and `mix`: the counting receiver's count), the offsets
-committed (one OffsetFetch from a client that never joins the group) and the worker's CPU
-seconds. Shows where a drain's time goes: start-up, the steady rate, the tail. Run with the
+committed (one OffsetFetch from a client that never joins the group), the worker's CPU
+seconds, and how many of the machine's cores were busy since the line before (all processes:
+the worker, the broker, the receiver). Shows where a drain's time goes: start-up, the steady
+rate, the tail, and whether the machine was full meanwhile. Run with the
 benchmark's venv after `bench/run.sh` has set it up. Not part of the tests.
 """
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -45,13 +48,19 @@ def main():
         try:
             started = h.wait_assigned(log_file, every=0.005)
             wanted = [TopicPartition(h.TOPIC, p) for p in end]
-            print("seconds  delivered  committed  cpu_s")
+            print("seconds  delivered  committed  cpu_s  busy_cores")
+            cores = os.cpu_count() or 1
+            times = h.machine_times()
             while True:
                 delivered = h.http_json(f"http://{h.COUNTER}/_count")["events"]
                 committed = observer.committed(wanted, timeout=10)
                 done = sum(max(tp.offset, 0) for tp in committed)
                 cpu, _ = h.usage(proc.pid)
-                print(f"{time.time() - started:7.2f}  {delivered:9d}  {done:9d}  {cpu:5.2f}", flush=True)
+                idle, total = h.machine_times()
+                busy = cores * (1 - (idle - times[0]) / max(total - times[1], 1))
+                times = (idle, total)
+                print(f"{time.time() - started:7.2f}  {delivered:9d}  {done:9d}  {cpu:5.2f}"
+                      f"  {busy:10.2f}", flush=True)
                 if all(tp.offset == end[tp.partition] for tp in committed):
                     break
                 time.sleep(args.every)

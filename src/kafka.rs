@@ -28,7 +28,11 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         .set("statistics.interval.ms", "5000")
         // A fetch that finds nothing waits at most this long: bounds delivery latency on
         // brokers that do not answer a waiting fetch as soon as data arrives (librdkafka's
-        // default is 500 ms); costs a few empty fetches per second on an idle partition.
+        // default is 500 ms); costs a few empty fetches per second on an idle partition. A
+        // fetch made only of partitions without new data (the others left out while their
+        // prefetch queue is full) holds up the next one that long: a backlog with idle
+        // partitions beside it drains 20-38% faster at 10 ms, for 10x the idle fetches
+        // (bench/RESULTS.md, "Where W1's drain waits").
         .set("fetch.wait.max.ms", "100")
         // Prefetched bytes per partition (librdkafka's default, 64 MiB, lets memory grow with
         // the number of partitions a worker owns): 128 KiB keep the drain rate with the short
