@@ -49,7 +49,7 @@ def configure(stack, variant, group, workload):
 def idle_usage(stack, proc, seconds):
     """CPU percent of one core the worker and the broker used while the worker sat idle (its
     backlog done) for `seconds`."""
-    broker = stack.procs[0].pid
+    broker = stack.broker.pid
     worker0, broker0 = h.usage(proc.pid)[0], h.usage(broker)[0]
     time.sleep(seconds)
     worker1, broker1 = h.usage(proc.pid)[0], h.usage(broker)[0]

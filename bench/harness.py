@@ -79,9 +79,10 @@ class Stack:
         STATE.mkdir(parents=True)
         self.procs = []
         bootstrap = STATE / "bootstrap"
-        self.spawn("broker", [BIN / "courier-devstack", "broker", "--topic", f"{TOPIC}:{partitions}",
-                              *[a for k in range(live) for a in ("--topic", f"{LIVE}-{k}:4")],
-                              "--topic", f"{DLQ}:1", "--bootstrap-file", bootstrap])
+        self.broker = self.spawn("broker", [
+            BIN / "courier-devstack", "broker", "--topic", f"{TOPIC}:{partitions}",
+            *[a for k in range(live) for a in ("--topic", f"{LIVE}-{k}:4")],
+            "--topic", f"{DLQ}:1", "--bootstrap-file", bootstrap])
         self.s3 = self.spawn("s3", self.s3_command())
         self.spawn("counter", [BIN / "courier-devstack", "count", "--listen", COUNTER])
         for _ in range(100):
@@ -135,12 +136,16 @@ def machine_times():
     return fields[3], sum(fields)
 
 
+def idle_fraction(before, after):
+    """The fraction of the machine's CPU time that was idle between two `machine_times()`."""
+    return (after[0] - before[0]) / max(after[1] - before[1], 1)
+
+
 def cpu_idle(seconds=1.0):
     """The fraction of the machine's CPU time that was idle over `seconds`."""
-    idle0, total0 = machine_times()
+    before = machine_times()
     time.sleep(seconds)
-    idle1, total1 = machine_times()
-    return (idle1 - idle0) / max(total1 - total0, 1)
+    return idle_fraction(before, machine_times())
 
 
 def settle(timeout=300, quiet=0.85):

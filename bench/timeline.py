@@ -8,8 +8,8 @@ then, the events delivered (W3 and `mix`: the counting receiver's count), the of
 committed (one OffsetFetch from a client that never joins the group), the worker's CPU
 seconds, and how many of the machine's cores were busy since the line before (all processes:
 the worker, the broker, the receiver). Shows where a drain's time goes: start-up, the steady
-rate, the tail, and whether the machine was full meanwhile. Run with the
-benchmark's venv after `bench/run.sh` has set it up. Not part of the tests.
+rate, the tail, and whether the machine was full meanwhile. Run with the benchmark's venv after
+`bench/run.sh` has set it up. Not part of the tests.
 """
 
 import argparse
@@ -56,9 +56,9 @@ def main():
                 committed = observer.committed(wanted, timeout=10)
                 done = sum(max(tp.offset, 0) for tp in committed)
                 cpu, _ = h.usage(proc.pid)
-                idle, total = h.machine_times()
-                busy = cores * (1 - (idle - times[0]) / max(total - times[1], 1))
-                times = (idle, total)
+                now = h.machine_times()
+                busy = cores * (1 - h.idle_fraction(times, now))
+                times = now
                 print(f"{time.time() - started:7.2f}  {delivered:9d}  {done:9d}  {cpu:5.2f}"
                       f"  {busy:10.2f}", flush=True)
                 if all(tp.offset == end[tp.partition] for tp in committed):
