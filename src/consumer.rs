@@ -294,7 +294,7 @@ impl ConsumerContext for CourierContext {
 /// Blocking: run it on its own thread.
 pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
-        match consumer.poll(Duration::from_millis(100)) {
+        match consumer.poll(crate::kafka::POLL_WAIT) {
             None => {}
             Some(Ok(m)) => {
                 // Partition queues are split before assignment, so this means a bug; the

@@ -21,10 +21,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::util::Timeout;
 
 use crate::backoff::Backoff;
+use crate::producer::AckedProducer;
 
 /// Where a consumed message came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +150,7 @@ impl Tally {
 }
 
 struct Inner {
-    producer: FutureProducer,
+    producer: AckedProducer,
     topic: String,
 }
 
@@ -165,7 +164,7 @@ impl std::fmt::Debug for DeadLetters {
 
 impl DeadLetters {
     /// Dead letters produced to `topic` with `producer`.
-    pub fn new(producer: FutureProducer, topic: String) -> Self {
+    pub fn new(producer: AckedProducer, topic: String) -> Self {
         DeadLetters {
             inner: Some(Arc::new(Inner { producer, topic })),
             tally: None,
@@ -247,7 +246,7 @@ impl DeadLetters {
 /// Produces one record and waits until the broker acknowledged it, retrying broker errors with
 /// backoff for as long as it takes (the caller's message stays not done meanwhile).
 pub async fn produce_acked(
-    producer: &FutureProducer,
+    producer: &AckedProducer,
     topic: &str,
     key: Option<&[u8]>,
     payload: &[u8],
@@ -259,18 +258,9 @@ pub async fn produce_acked(
     };
     let mut attempt = 0;
     loop {
-        let mut record = FutureRecord::to(topic)
-            .payload(payload)
-            .headers(headers.clone());
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        match producer
-            .send(record, Timeout::After(Duration::from_secs(30)))
-            .await
-        {
-            Ok(_) => return,
-            Err((err, _)) => {
+        match producer.send(topic, key, payload, headers.clone()).await {
+            Ok(()) => return,
+            Err(err) => {
                 let delay = backoff.delay(attempt, None);
                 tracing::error!(topic, error = %err, attempt, delay_ms = delay.as_millis() as u64, "produce failed; retrying");
                 tokio::time::sleep(delay).await;

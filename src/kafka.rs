@@ -8,9 +8,19 @@
 //! User properties are applied on top; the ones the guarantee depends on are refused by
 //! [`Settings::validate`](crate::settings::Settings::validate).
 
+use std::time::Duration;
+
 use rdkafka::ClientConfig;
 
 use crate::settings::Settings;
+
+/// How long one call of a poll thread (the consumer's main queue, the producer's reports) waits.
+/// rdkafka converts the time left to whole milliseconds at each wait inside a call, and spins
+/// in zero-timeout polls once less than one is left: with exactly 100 ms the first wait is
+/// 99 ms and the last millisecond a busy loop. The extra 20 µs make the first wait the whole
+/// 100 ms, which ends (librdkafka's timed wait never wakes early) at most 20 µs before the call's
+/// deadline, so at most that much is spun.
+pub const POLL_WAIT: Duration = Duration::from_micros(100_020);
 
 /// The consumer of the worker's group.
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
@@ -53,7 +63,7 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
     c
 }
 
-/// The dead-letter producer.
+/// The producer of dead letters and parked retries.
 pub fn producer_config(settings: &Settings) -> ClientConfig {
     let k = &settings.kafka;
     let mut c = ClientConfig::new();

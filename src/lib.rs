@@ -19,6 +19,7 @@
 //! - [`ratelimit`], [`breaker`]: per destination instance rate limits and circuit breaker.
 //! - [`deadletter`]: the dead-letter producer and its headers.
 //! - [`retry`]: the retry topic: parking events of a failing destination, and their headers.
+//! - [`producer`]: the one producer of both, resolving each send on the broker's acknowledgement.
 //!
 //! Around it:
 //! - [`settings`], [`customers`]: configuration, layered and validated before any I/O.
@@ -62,6 +63,7 @@ pub mod offsets;
 pub mod ops;
 pub mod partition;
 pub mod pressure;
+pub mod producer;
 pub mod ratelimit;
 pub mod replay;
 pub mod retry;

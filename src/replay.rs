@@ -197,8 +197,7 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
     if first >= end {
         return Ok(summary);
     }
-    let producer: rdkafka::producer::FutureProducer = kafka::producer_config(settings)
-        .create()
+    let producer = crate::producer::AckedProducer::new(&kafka::producer_config(settings))
         .context("creating the producer")?;
     let (dead_letters, tally) = match &settings.dead_letter.topic {
         Some(topic) => DeadLetters::new(producer, topic.clone()).tallied(),

@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::FutureProducer;
 
 use crate::deadletter::{produce_acked, Origin};
 use crate::deliver::DestinationId;
+use crate::producer::AckedProducer;
 use crate::settings::RetrySettings;
 
 /// Where a parked event stands.
@@ -72,7 +72,7 @@ pub fn now_millis() -> i64 {
 
 /// The retry topic's producer and policy.
 pub struct Parking {
-    producer: FutureProducer,
+    producer: AckedProducer,
     topic: String,
     settings: RetrySettings,
 }
@@ -87,7 +87,7 @@ impl std::fmt::Debug for Parking {
 
 impl Parking {
     /// Parking on `topic` with `producer`.
-    pub fn new(producer: FutureProducer, topic: String, settings: RetrySettings) -> Arc<Parking> {
+    pub fn new(producer: AckedProducer, topic: String, settings: RetrySettings) -> Arc<Parking> {
         Arc::new(Parking {
             producer,
             topic,

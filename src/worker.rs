@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::FutureProducer;
 use tokio_util::sync::CancellationToken;
 
 use crate::budget::Budget;
@@ -27,6 +26,7 @@ use crate::deliver::Fallback;
 use crate::kafka;
 use crate::ops;
 use crate::partition::{Mode, PartitionEnv};
+use crate::producer::AckedProducer;
 use crate::retry::Parking;
 use crate::settings::Settings;
 use crate::status::Status;
@@ -44,9 +44,8 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
     )
     .await?;
     // One idempotent producer serves the dead-letter and the retry topics.
-    let producer: FutureProducer = kafka::producer_config(&settings)
-        .create()
-        .context("creating the producer")?;
+    let producer =
+        AckedProducer::new(&kafka::producer_config(&settings)).context("creating the producer")?;
     let dead_letters = match &settings.dead_letter.topic {
         Some(topic) => DeadLetters::new(producer.clone(), topic.clone()),
         None => {
