@@ -128,6 +128,7 @@ pub struct Event {
     message_id: Field,
     write_key: Field,
     name: Option<Field>,
+    line_break: bool,
 }
 
 /// A string field of the event: where it sits in the raw bytes (no allocation, the common
@@ -170,6 +171,7 @@ struct Fields {
     message_id: Field,
     write_key: Field,
     name: Option<Field>,
+    line_break: bool,
 }
 
 impl Fields {
@@ -180,6 +182,7 @@ impl Fields {
             message_id: self.message_id,
             write_key: self.write_key,
             name: self.name,
+            line_break: self.line_break,
         }
     }
 }
@@ -253,12 +256,19 @@ impl Event {
             message_id: Field::of(message_id, text),
             write_key: Field::of(write_key, text),
             name: name.map(|name| Field::of(name, text)),
+            line_break: head.has_line_break(),
         })
     }
 
     /// The original JSON bytes, exactly as they arrived.
     pub fn raw(&self) -> &Bytes {
         &self.raw
+    }
+
+    /// Whether the raw bytes hold a line feed or carriage return (JSON allows them only as
+    /// whitespace between tokens): an event without one is one NDJSON line as it is.
+    pub fn has_line_break(&self) -> bool {
+        self.line_break
     }
 
     /// The Segment call type.

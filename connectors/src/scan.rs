@@ -16,7 +16,10 @@
 //! - a value borrows from the text unless its JSON string has escapes: then it is unescaped
 //!   (by `serde_json`, which also refuses lone surrogates) into an owned string;
 //! - it never recurses (an explicit stack of open containers), so no input can overflow the
-//!   thread's stack.
+//!   thread's stack;
+//! - [`Head::has_line_break`] is exact: JSON allows a line break (LF or CR) only as whitespace
+//!   between tokens (in a string it must be escaped), and all such whitespace passes through
+//!   one function that notes it.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -81,9 +84,15 @@ impl Wanted {
 pub(crate) struct Head<'a> {
     values: [Option<Cow<'a, str>>; 7],
     seen: u8,
+    line_break: bool,
 }
 
 impl<'a> Head<'a> {
+    /// Whether the text holds a line feed or carriage return byte.
+    pub(crate) fn has_line_break(&self) -> bool {
+        self.line_break
+    }
+
     /// Takes the value of `key`, if the object had one.
     pub(crate) fn take(&mut self, key: Wanted) -> Option<Cow<'a, str>> {
         self.values[key as usize].take()
@@ -113,6 +122,7 @@ pub(crate) fn head(text: &str) -> Scan<Head<'_>> {
         text,
         bytes: text.as_bytes(),
         at: 0,
+        line_break: false,
     }
     .head()
 }
@@ -170,6 +180,8 @@ struct Scanner<'a> {
     text: &'a str,
     bytes: &'a [u8],
     at: usize,
+    /// Whether whitespace so far held a line break.
+    line_break: bool,
 }
 
 /// The first byte at or after `at` that ends a run of plain string bytes: a quote, a backslash
@@ -216,7 +228,10 @@ impl<'a> Scanner<'a> {
 
     #[inline]
     fn whitespace(&mut self) {
-        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.bytes.get(self.at) {
+        // Most calls find no whitespace: that test stays one pattern (matching line breaks
+        // as an arm of their own cost ~2% more instructions per event; callgrind).
+        while let Some(&byte @ (b' ' | b'\n' | b'\r' | b'\t')) = self.bytes.get(self.at) {
+            self.line_break |= matches!(byte, b'\n' | b'\r');
             self.at += 1;
         }
     }
@@ -475,6 +490,7 @@ impl<'a> Scanner<'a> {
         if self.at != self.bytes.len() {
             return self.fail("trailing characters");
         }
+        head.line_break = self.line_break;
         Ok(head)
     }
 }

@@ -218,6 +218,12 @@ fn the_scan_reads_what_serde_json_read() {
         match (&want, &got) {
             (Ok(want), Ok(got)) => {
                 accepted += 1;
+                let breaks = text.bytes().any(|b| b == b'\n' || b == b'\r');
+                assert_eq!(
+                    scan::head(text).map(|h| h.has_line_break()),
+                    Ok(breaks),
+                    "line breaks of {text:?}"
+                );
                 for (k, (w, g)) in want.iter().zip(got).enumerate() {
                     // A number id reads as its text here and as serde's rendering there.
                     let numeric = (k == 3 || k == 4)

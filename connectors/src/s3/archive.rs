@@ -209,8 +209,9 @@ pub(crate) fn ndjson_gz(batch: &[Arc<Event>]) -> Vec<u8> {
         let mut line = Vec::new();
         for event in batch {
             let bytes = event.raw();
-            // SIMD search: a byte-at-a-time scan here was a sixth of an archive's CPU.
-            if memchr::memchr2(b'\n', b'\r', bytes).is_some() {
+            // Known from the validating scan: searching every event here was ~3% of W2's CPU
+            // (a byte-at-a-time search was a sixth).
+            if event.has_line_break() {
                 line.clear();
                 line.extend(
                     bytes
