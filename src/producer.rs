@@ -6,8 +6,8 @@
 //! a busy loop: the crate converts the time left to whole milliseconds, so the last fraction of
 //! a millisecond of every call is spent in zero-timeout polls. That was ~0.9% of a core on an
 //! idle worker, the larger part of its idle CPU, and ~2.4% of the route-only benchmark's
-//! samples (bench/RESULTS.md). This thread polls for [`POLL_WAIT`](crate::kafka::POLL_WAIT),
-//! which leaves no such fraction.
+//! samples (bench/RESULTS.md). This thread polls for [`POLL_WAIT`], which leaves no such
+//! fraction.
 //!
 //! Invariants:
 //! - [`AckedProducer::send`] returns `Ok` only once the broker acknowledged the record (with
