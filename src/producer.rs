@@ -13,7 +13,9 @@
 //! - [`AckedProducer::send`] returns `Ok` only once the broker acknowledged the record (with
 //!   the configuration's `acks`); a full local queue is waited out, never reported as a failure;
 //! - the polling thread runs while any clone of the producer exists; the last one dropped
-//!   stops it, then librdkafka's producer flushes what is still queued (up to 500 ms).
+//!   stops it, then librdkafka's producer purges what is still queued or in flight, as
+//!   rdkafka's own producers do when dropped. A send in progress borrows the producer, so only
+//!   records whose sender stopped waiting (its message not done) can be purged.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -83,8 +85,7 @@ impl AckedProducer {
                     }
                 })
                 .map_err(|err| {
-                    tracing::error!(error = %err, "cannot start the producer's polling thread");
-                    KafkaError::ClientCreation(err.to_string())
+                    KafkaError::ClientCreation(format!("starting the polling thread: {err}"))
                 })?
         };
         Ok(AckedProducer {
