@@ -19,26 +19,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use rdkafka::message::{Header, OwnedHeaders};
 
 use crate::backoff::Backoff;
 use crate::producer::AckedProducer;
 
-/// Where a consumed message came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Origin {
-    /// The source topic.
-    pub topic: Arc<str>,
-    /// The source partition.
-    pub partition: i32,
-    /// The message's offset.
-    pub offset: i64,
-    /// The message's timestamp (milliseconds since the epoch; 0 when the broker has none).
-    pub timestamp_ms: i64,
-    /// The message's key (normally the user id).
-    pub key: Option<Bytes>,
-}
+/// Where a consumed message came from (the connectors' type: an event carries its own).
+pub use courier_connectors::Origin;
 
 /// The step at which a message failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -73,11 +73,9 @@ const PRESSURE_CUT_BYTES: usize = 64 * 1024;
 /// One event on its way to one destination.
 #[derive(Debug)]
 pub struct EventCopy {
-    /// The event.
+    /// The event, with where it was consumed (for dead letters and by-source batches); shared
+    /// by the copies of one message.
     pub event: Arc<Event>,
-    /// Where it was consumed (for dead letters and by-source batches); shared by the copies
-    /// of one message, so a copy in a queue or batch is four words.
-    pub origin: Arc<Origin>,
     /// This copy's share of the message's acknowledgement.
     pub ack: MessageAck,
     /// Its retry state when it comes from the retry topic (`None` in the main flow).
@@ -88,7 +86,14 @@ pub struct EventCopy {
 // A copy sits in a destination's queue, its receive buffer and its batch, for every
 // destination of every message in flight (with 100 customers x 4 destinations, a receive
 // buffer alone is 400 x 256 copies): keep it four words.
-const _: () = assert!(std::mem::size_of::<EventCopy>() <= 40);
+const _: () = assert!(std::mem::size_of::<EventCopy>() <= 32);
+
+impl EventCopy {
+    /// Where the event was consumed.
+    pub fn origin(&self) -> &Origin {
+        self.event.origin()
+    }
+}
 
 /// Where events go that cannot be delivered now: the dead-letter topic, and the retry topic
 /// when non-blocking retries are configured.
@@ -284,7 +289,7 @@ fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
     let mut index: HashMap<(Arc<str>, i32), usize> = HashMap::new();
     let total = batch.len();
     for copy in batch {
-        let key = (copy.origin.topic.clone(), copy.origin.partition);
+        let key = (copy.origin().topic.clone(), copy.origin().partition);
         let i = *index.entry(key).or_insert_with(|| {
             groups.push(Vec::new());
             groups.len() - 1
@@ -301,7 +306,7 @@ fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
 fn source_ranges(batch: &[EventCopy]) -> Vec<SourceRange> {
     let mut ranges: Vec<SourceRange> = Vec::new();
     for copy in batch {
-        let origin = &copy.origin;
+        let origin = copy.origin();
         match ranges.last_mut() {
             Some(r) if r.partition == origin.partition && r.topic == origin.topic => {
                 r.first = r.first.min(origin.offset);
@@ -441,7 +446,7 @@ impl Worker {
                     let now = Instant::now();
                     if by_partition {
                         for copy in inbox.drain(..) {
-                            let lane = Lane::of(&copy.origin);
+                            let lane = Lane::of(copy.origin());
                             let batcher = batchers
                                 .entry(lane.clone())
                                 .or_insert_with(|| Batcher::new(limits));
@@ -636,7 +641,7 @@ impl Worker {
             let reason = &reason;
             async move {
                 parking
-                    .park(copy.event.raw(), &copy.origin, &self.id, state, reason)
+                    .park(copy.event.raw(), copy.origin(), &self.id, state, reason)
                     .await;
                 copy.ack.settle();
             }
@@ -668,7 +673,7 @@ impl Worker {
         let sends = letters.into_iter().map(|(copy, reason)| async move {
             let letter = DeadLetter {
                 payload: copy.event.raw(),
-                origin: &copy.origin,
+                origin: copy.origin(),
                 stage: Stage::Deliver,
                 reason: &reason,
                 destination: Some(self.id.tag()),

@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use courier_connectors::Event;
+use courier_connectors::{Event, Rejected};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -126,7 +126,7 @@ async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &Cancellation
         Ok(()) => return true,
         Err(TrySendError::Full(copy) | TrySendError::Closed(copy)) => copy,
     };
-    let offset = copy.origin.offset;
+    let offset = copy.origin().offset;
     tokio::select! {
         biased;
         // The unsent copy and the root share drop unsettled: the message is not done.
@@ -435,34 +435,33 @@ impl PartitionTask {
         ack: &MessageAck,
         cancel: &CancellationToken,
     ) -> bool {
-        let event = match Event::parse_or_return(payload, self.env.limits.max_message_bytes) {
+        let max_bytes = self.env.limits.max_message_bytes;
+        let event = match Event::parse_at(payload, max_bytes, origin) {
             Ok(event) => event,
-            Err((payload, reason)) => {
-                self.dead_letter(payload, origin, Stage::Decode, reason.to_string(), ack);
+            Err(rejected) => {
+                self.dead_letter_undecodable(*rejected, ack);
                 return true;
             }
         };
         let customer = self.env.routes.load().customer(event.write_key()).cloned();
         let Some(customer) = customer else {
-            let payload = event.raw().clone();
+            let reason = "unknown write key".into();
             self.dead_letter(
-                payload,
-                origin,
+                event.raw().clone(),
+                event.origin().clone(),
                 Stage::Route,
-                "unknown write key".into(),
+                reason,
                 ack,
             );
             return true;
         };
         let event = Arc::new(event);
-        let origin = Arc::new(origin);
         let wanting = customer.targets.iter().filter(|target| {
             target.filter.accepts(&event) && target.handle.destination.accepts(&event)
         });
         for target in wanting {
             let copy = EventCopy {
                 event: event.clone(),
-                origin: origin.clone(),
                 ack: ack.share(),
                 retry: None,
             };
@@ -510,20 +509,29 @@ impl PartitionTask {
             self.dead_letter(msg.payload, origin, Stage::Route, reason, ack);
             return true;
         };
-        let event = match Event::parse(msg.payload.clone(), usize::MAX) {
+        let event = match Event::parse_at(msg.payload, usize::MAX, origin) {
             Ok(event) => Arc::new(event),
-            Err(reason) => {
-                self.dead_letter(msg.payload, origin, Stage::Decode, reason.to_string(), ack);
+            Err(rejected) => {
+                self.dead_letter_undecodable(*rejected, ack);
                 return true;
             }
         };
         let copy = EventCopy {
             event,
-            origin: Arc::new(origin),
             ack: ack.share(),
             retry: Some(Box::new(parked.state)),
         };
         send(&handle, copy, cancel).await
+    }
+
+    /// Dead-letters a payload that is not a Segment event, with its reason.
+    fn dead_letter_undecodable(&self, rejected: Rejected, ack: &MessageAck) {
+        let Rejected {
+            raw,
+            origin,
+            reason,
+        } = rejected;
+        self.dead_letter(raw, origin, Stage::Decode, reason.to_string(), ack);
     }
 
     /// Dead-letters one message of the run `ack` is the first share of, in the background.

@@ -239,7 +239,15 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
         summary.read += 1;
         progress.tick(summary.read);
         let payload = bytes::Bytes::copy_from_slice(message.payload().unwrap_or_default());
-        let Ok(event) = Event::parse(payload, settings.consumer.max_message_bytes) else {
+        let origin = Origin {
+            topic: topic.clone(),
+            partition: request.partition,
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+            key: message.key().map(bytes::Bytes::copy_from_slice),
+        };
+        let max_bytes = settings.consumer.max_message_bytes;
+        let Ok(event) = Event::parse_at(payload, max_bytes, origin) else {
             summary.skipped_invalid += 1;
             continue;
         };
@@ -254,13 +262,6 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
             continue;
         };
         let event = Arc::new(event);
-        let origin = Arc::new(Origin {
-            topic: topic.clone(),
-            partition: request.partition,
-            offset: message.offset(),
-            timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-            key: message.key().map(bytes::Bytes::copy_from_slice),
-        });
         let mut taken = false;
         for target in &route.targets {
             if !target.filter.accepts(&event) || !target.handle.destination.accepts(&event) {
@@ -277,7 +278,6 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
             };
             let copy = EventCopy {
                 event: event.clone(),
-                origin: origin.clone(),
                 ack: MessageAck::new(message.offset(), tx.clone()),
                 retry: None,
             };

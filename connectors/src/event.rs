@@ -16,6 +16,7 @@ use std::str::FromStr;
 use bytes::Bytes;
 use serde::Deserialize;
 
+use crate::origin::Origin;
 use crate::scan::{self, Wanted};
 
 /// The six Segment call types.
@@ -120,7 +121,19 @@ pub enum DecodeError {
     UnknownType(String),
 }
 
-/// A validated Segment event: the original bytes and the fields routing needs.
+/// A payload [`Event::parse_at`] refused: its bytes and origin, kept for a dead letter.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The payload, exactly as it arrived.
+    pub raw: Bytes,
+    /// Where it was read from.
+    pub origin: Origin,
+    /// Why it is not a Segment event.
+    pub reason: DecodeError,
+}
+
+/// A validated Segment event: the original bytes, the fields routing needs and where it was
+/// read from.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Event {
     raw: Bytes,
@@ -129,6 +142,7 @@ pub struct Event {
     write_key: Field,
     name: Option<Field>,
     line_break: bool,
+    origin: Origin,
 }
 
 /// A string field of the event: where it sits in the raw bytes (no allocation, the common
@@ -175,9 +189,10 @@ struct Fields {
 }
 
 impl Fields {
-    fn into_event(self, raw: Bytes) -> Event {
+    fn into_event(self, raw: Bytes, origin: Origin) -> Event {
         Event {
             raw,
+            origin,
             event_type: self.event_type,
             message_id: self.message_id,
             write_key: self.write_key,
@@ -192,17 +207,23 @@ fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
 }
 
 impl Event {
-    /// Validates `raw` as one Segment event of at most `max_bytes` bytes.
+    /// Validates `raw` as one Segment event of at most `max_bytes` bytes, read from no log
+    /// (its origin is [`Origin::detached`]).
     pub fn parse(raw: Bytes, max_bytes: usize) -> Result<Event, DecodeError> {
-        Event::parse_or_return(raw, max_bytes).map_err(|(_, err)| err)
+        let fields = Event::validate(&raw, max_bytes)?;
+        Ok(fields.into_event(raw, Origin::detached()))
     }
 
-    /// As [`Event::parse`], but a rejected payload comes back with the reason (to be kept in a
-    /// dead letter without a copy).
-    pub fn parse_or_return(raw: Bytes, max_bytes: usize) -> Result<Event, (Bytes, DecodeError)> {
+    /// As [`Event::parse`], for an event read at `origin`; a rejected payload comes back with
+    /// its origin and the reason (to be kept in a dead letter without a copy).
+    pub fn parse_at(raw: Bytes, max_bytes: usize, origin: Origin) -> Result<Event, Box<Rejected>> {
         match Event::validate(&raw, max_bytes) {
-            Ok(fields) => Ok(fields.into_event(raw)),
-            Err(err) => Err((raw, err)),
+            Ok(fields) => Ok(fields.into_event(raw, origin)),
+            Err(reason) => Err(Box::new(Rejected {
+                raw,
+                origin,
+                reason,
+            })),
         }
     }
 
@@ -265,6 +286,11 @@ impl Event {
         &self.raw
     }
 
+    /// Where the event was read from ([`Origin::detached`] when it was parsed alone).
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
     /// Whether the raw bytes hold a line feed or carriage return (JSON allows them only as
     /// whitespace between tokens): an event without one is one NDJSON line as it is.
     pub fn has_line_break(&self) -> bool {
@@ -301,6 +327,9 @@ impl fmt::Debug for Event {
             .field("message_id", &self.message_id())
             .field("name", &self.name())
             .field("bytes", &self.raw.len())
+            .field("topic", &self.origin.topic)
+            .field("partition", &self.origin.partition)
+            .field("offset", &self.origin.offset)
             .finish_non_exhaustive()
     }
 }
@@ -332,9 +361,20 @@ mod tests {
         assert_eq!(e.message_id(), "m\"1");
         assert_eq!(e.write_key(), "wk");
         assert!(matches!(e.message_id, Field::Owned(_)));
-        let (back, err) = Event::parse_or_return(Bytes::from_static(b"{}"), 10).unwrap_err();
-        assert_eq!(&back[..], b"{}", "a rejected payload comes back");
-        assert_eq!(err, DecodeError::Missing("type"));
+        assert_eq!(e.origin(), &Origin::detached());
+        let at = Origin {
+            topic: "events".into(),
+            partition: 3,
+            offset: 41,
+            timestamp_ms: 7,
+            key: Some(Bytes::from_static(b"u1")),
+        };
+        let kept = Event::parse_at(Bytes::copy_from_slice(raw), 1024, at.clone()).unwrap();
+        assert_eq!(kept.origin(), &at, "an event keeps where it was read");
+        let rejected = Event::parse_at(Bytes::from_static(b"{}"), 10, at.clone()).unwrap_err();
+        assert_eq!(&rejected.raw[..], b"{}", "a rejected payload comes back");
+        assert_eq!(rejected.origin, at, "with its origin");
+        assert_eq!(rejected.reason, DecodeError::Missing("type"));
     }
 
     #[test]

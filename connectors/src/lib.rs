@@ -36,6 +36,7 @@ mod gzip;
 pub mod http;
 pub mod mapping;
 pub mod mixpanel;
+pub mod origin;
 pub mod postgres;
 pub mod redshift;
 pub mod registry;
@@ -51,6 +52,7 @@ pub mod webhook;
 
 pub use destination::{ApiLimits, BatchLimits, Batching, BuildContext, Destination, SourceRange};
 pub use error::{BuildError, DeliveryError, Failure, Others, RejectedEvent};
-pub use event::{DecodeError, Event, EventType};
+pub use event::{DecodeError, Event, EventType, Rejected};
+pub use origin::Origin;
 pub use registry::{ConnectorKind, Registry, SettingDoc};
 pub use secret::Secret;
