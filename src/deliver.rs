@@ -45,7 +45,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use courier_connectors::{
-    Batching, DeliveryError, Destination, Event, Failure, Others, SourceRange,
+    Batching, DeliveryError, Destination, Event, Failure, Others, SmolStr, SourceRange,
 };
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -218,12 +218,23 @@ pub fn spawn(
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Lane {
     Any,
-    Partition(Arc<str>, i32),
+    Partition(SmolStr, i32),
 }
 
 impl Lane {
     fn of(origin: &Origin) -> Lane {
         Lane::Partition(origin.topic.clone(), origin.partition)
+    }
+
+    /// Whether a copy from `origin` belongs to this lane (as [`Lane::of`] would say, without
+    /// building one).
+    fn holds(&self, origin: &Origin) -> bool {
+        match self {
+            Lane::Any => false,
+            Lane::Partition(topic, partition) => {
+                *partition == origin.partition && **topic == *origin.topic
+            }
+        }
     }
 }
 
@@ -286,7 +297,7 @@ fn flush_all(
 /// order of first appearance.
 fn group_by_source(batch: Vec<EventCopy>) -> Vec<EventCopy> {
     let mut groups: Vec<Vec<EventCopy>> = Vec::new();
-    let mut index: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+    let mut index: HashMap<(SmolStr, i32), usize> = HashMap::new();
     let total = batch.len();
     for copy in batch {
         let key = (copy.origin().topic.clone(), copy.origin().partition);
@@ -445,12 +456,18 @@ impl Worker {
                     // One clock read per chunk: the copies arrived together.
                     let now = Instant::now();
                     if by_partition {
-                        for copy in inbox.drain(..) {
-                            let lane = Lane::of(copy.origin());
+                        // Copies come in runs from one partition: one lookup per run.
+                        let mut copies = inbox.drain(..).peekable();
+                        while let Some(first) = copies.next() {
+                            let lane = Lane::of(first.origin());
                             let batcher = batchers
                                 .entry(lane.clone())
                                 .or_insert_with(|| Batcher::new(limits));
-                            largest = largest.max(push(batcher, copy, now, &lane, &mut ready));
+                            largest = largest.max(push(batcher, first, now, &lane, &mut ready));
+                            while let Some(copy) = copies.next_if(|c| lane.holds(c.origin())) {
+                                largest =
+                                    largest.max(push(batcher, copy, now, &lane, &mut ready));
+                            }
                         }
                     } else {
                         // One lane: looked up once per receive, not per copy.

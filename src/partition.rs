@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use courier_connectors::{Event, Rejected};
+use courier_connectors::{Event, Rejected, SmolStr};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
@@ -175,6 +175,8 @@ impl Run {
 pub(crate) struct PartitionTask {
     consumer: Arc<CourierConsumer>,
     topic: Arc<str>,
+    /// The topic as each message's origin holds it (inline when short: no shared count).
+    origin_topic: SmolStr,
     partition: i32,
     env: Arc<PartitionEnv>,
     tracker: OffsetTracker,
@@ -234,6 +236,7 @@ impl PartitionTask {
         };
         PartitionTask {
             consumer,
+            origin_topic: SmolStr::from(&*topic),
             topic,
             partition,
             env,
@@ -415,7 +418,7 @@ impl PartitionTask {
     /// cancelled mid-way (the run stays not done).
     async fn dispatch(&self, msg: Inbound, ack: &MessageAck, cancel: &CancellationToken) -> bool {
         let origin = Origin {
-            topic: self.topic.clone(),
+            topic: self.origin_topic.clone(),
             partition: self.partition,
             offset: msg.offset,
             timestamp_ms: msg.timestamp_ms,

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use courier_connectors::{Event, Registry};
+use courier_connectors::{Event, Registry, SmolStr};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -225,7 +225,7 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
     let mut tpl = TopicPartitionList::new();
     tpl.add_partition_offset(&request.topic, request.partition, Offset::Offset(first))?;
     consumer.assign(&tpl).context("assigning the partition")?;
-    let topic: Arc<str> = Arc::from(request.topic.as_str());
+    let topic = SmolStr::from(request.topic.as_str());
     let progress = Progress::new(end - first);
     loop {
         let message = match consumer.recv().await {

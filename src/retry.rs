@@ -204,7 +204,7 @@ pub fn parse(headers: Option<&impl Headers>, key: Option<bytes::Bytes>) -> Resul
         },
         not_before_ms: number("courier.retry.not-before")?,
         origin: Origin {
-            topic: Arc::from(get("courier.source.topic")?.as_str()),
+            topic: get("courier.source.topic")?.as_str().into(),
             partition: number("courier.source.partition")? as i32,
             offset: number("courier.source.offset")?,
             // Absent on events parked by earlier versions.

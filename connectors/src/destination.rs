@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use smol_str::SmolStr;
 
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
@@ -69,7 +70,7 @@ pub enum Batching {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRange {
     /// The source log's name.
-    pub topic: Arc<str>,
+    pub topic: SmolStr,
     /// The partition.
     pub partition: i32,
     /// The first event's position.

@@ -237,7 +237,7 @@ impl Event {
                 limit: max_bytes,
             });
         }
-        let text = std::str::from_utf8(raw).map_err(|e| DecodeError::InvalidUtf8 {
+        let text = simdutf8::compat::from_utf8(raw).map_err(|e| DecodeError::InvalidUtf8 {
             at: e.valid_up_to(),
         })?;
         match text.trim_start().as_bytes().first() {

@@ -56,3 +56,4 @@ pub use event::{DecodeError, Event, EventType, Rejected};
 pub use origin::Origin;
 pub use registry::{ConnectorKind, Registry, SettingDoc};
 pub use secret::Secret;
+pub use smol_str::SmolStr;

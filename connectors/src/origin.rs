@@ -5,18 +5,19 @@
 //! retries and by-source batches read the position back from the event. An event validated
 //! alone (tests, a connector's own parsing) has the [`Origin::detached`] position.
 //!
-//! Invariant: an origin is fixed once the event holds it; the runtime never moves an event to
-//! another position.
-
-use std::sync::{Arc, LazyLock};
+//! Invariant: an event's origin is set once, when the event is validated
+//! ([`Event::parse_at`](crate::Event::parse_at)), and never changes: an event has no setter.
 
 use bytes::Bytes;
+use smol_str::SmolStr;
 
 /// Where a consumed event came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Origin {
-    /// The source log (topic).
-    pub topic: Arc<str>,
+    /// The source log (topic). Inline when short (up to 23 bytes, as topic names usually
+    /// are): copying an origin then touches no shared reference count, which every
+    /// partition's messages would otherwise contend for.
+    pub topic: SmolStr,
     /// The source partition.
     pub partition: i32,
     /// The message's position (offset) in the partition.
@@ -27,15 +28,12 @@ pub struct Origin {
     pub key: Option<Bytes>,
 }
 
-/// The empty topic every detached origin shares (one allocation for the process).
-static NO_TOPIC: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
-
 impl Origin {
     /// The origin of an event that was not read from a log: empty topic, partition and offset
     /// -1, no timestamp and no key.
     pub fn detached() -> Origin {
         Origin {
-            topic: NO_TOPIC.clone(),
+            topic: SmolStr::default(),
             partition: -1,
             offset: -1,
             timestamp_ms: 0,

@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::bucket::{Bucket, S3Location};
+use smol_str::SmolStr;
+
 use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
@@ -83,7 +85,7 @@ pub struct S3Archive {
     /// The last position this instance archived per source partition: a batch that starts
     /// after it continues this instance's own objects and cannot cover any of them, so the
     /// listing for covered objects is skipped.
-    written: Mutex<HashMap<(Arc<str>, i32), i64>>,
+    written: Mutex<HashMap<(SmolStr, i32), i64>>,
     /// Recent listings by directory, for first batches (see [`LISTING_REUSE`]), and the
     /// directories known to be large (see [`LARGE_DIRECTORY`]).
     listings: Mutex<HashMap<String, Listing>>,
@@ -566,7 +568,7 @@ mod tests {
         let e =
             event(r#"{"type":"track","event":"A","messageId":"m1","writeKey":"k","userId":"u"}"#);
         let mut range = SourceRange {
-            topic: Arc::from("events"),
+            topic: "events".into(),
             partition: 3,
             first: 17,
             last: 42,
@@ -594,7 +596,7 @@ mod tests {
             .chain([format!("{dir}events-10-{:020}-{:020}{SUFFIX}", 150, 400)])
             .collect();
         let range = |first: i64, last: i64, events: usize| SourceRange {
-            topic: Arc::from("events"),
+            topic: "events".into(),
             partition: 1,
             first,
             last,
@@ -647,7 +649,7 @@ mod tests {
             ])
             .collect();
         let mut range = SourceRange {
-            topic: Arc::from("events"),
+            topic: "events".into(),
             partition: 1,
             first: 0,
             last: 99,
