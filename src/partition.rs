@@ -174,9 +174,8 @@ impl Run {
 /// The state of one partition's task.
 pub(crate) struct PartitionTask {
     consumer: Arc<CourierConsumer>,
-    topic: Arc<str>,
-    /// The topic as each message's origin holds it (inline when short: no shared count).
-    origin_topic: SmolStr,
+    /// The topic, as each message's origin holds it (inline when short: no shared count).
+    topic: SmolStr,
     partition: i32,
     env: Arc<PartitionEnv>,
     tracker: OffsetTracker,
@@ -236,8 +235,7 @@ impl PartitionTask {
         };
         PartitionTask {
             consumer,
-            origin_topic: SmolStr::from(&*topic),
-            topic,
+            topic: SmolStr::from(&*topic),
             partition,
             env,
             tracker: OffsetTracker::new(),
@@ -418,7 +416,7 @@ impl PartitionTask {
     /// cancelled mid-way (the run stays not done).
     async fn dispatch(&self, msg: Inbound, ack: &MessageAck, cancel: &CancellationToken) -> bool {
         let origin = Origin {
-            topic: self.origin_topic.clone(),
+            topic: self.topic.clone(),
             partition: self.partition,
             offset: msg.offset,
             timestamp_ms: msg.timestamp_ms,

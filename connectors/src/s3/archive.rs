@@ -8,10 +8,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-use super::bucket::{Bucket, S3Location};
 use smol_str::SmolStr;
 
+use super::bucket::{Bucket, S3Location};
 use crate::destination::{ApiLimits, Batching, BuildContext, Destination, SourceRange};
 use crate::error::{BuildError, DeliveryError};
 use crate::event::Event;
