@@ -12,7 +12,8 @@ drift falls on all of them alike. Each variant has a `name` and any of:
   - `env`: environment variables for the worker;
   - `wrap`: a command the worker runs under (e.g. `perf record -o perf.data --`).
 Prints one line per run (events/s, CPU s per million events, peak RSS MB; with `--idle S`, also
-the worker's and the broker's CPU while the worker then sits idle for S seconds) and, per variant,
+the worker's and the broker's CPU while the worker then sits idle for S seconds; for W2 and
+`mix`, the objects written, their mean size and the S3 server's CPU seconds) and, per variant,
 the sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
 up: `.devstack/bench-venv/bin/python bench/ab.py ...`. Not part of the tests.
 """
@@ -57,6 +58,14 @@ def idle_usage(stack, proc, seconds):
             "idle_broker_cpu_pct": round(100 * (broker1 - broker0) / seconds, 1)}
 
 
+def archive_usage(stack, s3_cpu0):
+    """The objects the S3 server holds after a drain, their mean size in KB, and the CPU
+    seconds the server used during it: how a W2 run cut its batches."""
+    sizes = [f.stat().st_size for f in h.S3_ROOT.rglob("*.gz")]
+    return {"objects": len(sizes), "object_kb": round(sum(sizes) / max(len(sizes), 1) / 1024, 1),
+            "s3_cpu_s": round(h.usage(stack.s3.pid)[0] - s3_cpu0, 2)}
+
+
 def run(stack, variant, workload, rep, events, idle=0):
     if workload in ("w2", "mix"):
         stack.fresh_s3()
@@ -66,6 +75,7 @@ def run(stack, variant, workload, rep, events, idle=0):
     rows = h.offsets(config)
     binary = Path(variant.get("bin", h.BIN)) / "courier"
     log_file = h.STATE / f"{group}.log"
+    s3_cpu0 = h.usage(stack.s3.pid)[0] if workload in ("w2", "mix") else 0
     proc = h.start(variant.get("wrap", []) + [binary, "run", "--config", config], log_file,
                    env=dict(os.environ, **variant.get("env", {})))
     try:
@@ -75,6 +85,8 @@ def run(stack, variant, workload, rep, events, idle=0):
         # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
         cpu, rss = h.usage(proc.pid)
         quiet = idle_usage(stack, proc, idle) if idle else {}
+        if workload in ("w2", "mix"):
+            quiet.update(archive_usage(stack, s3_cpu0))
     finally:
         proc.send_signal(signal.SIGINT if variant.get("wrap") else signal.SIGTERM)
         proc.wait(timeout=60)

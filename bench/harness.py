@@ -21,6 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 # Another build (an older commit, for before/after figures) with COURIER_BENCH_BIN=<dir>.
 BIN = Path(os.environ.get("COURIER_BENCH_BIN", ROOT / "target" / "release"))
 STATE = ROOT / ".devstack" / "bench"
+# Where the S3 server keeps its objects: in memory (tmpfs) where the machine has one. On ext4
+# every run's objects are files (three per PUT) that the next run deletes, and ext4's inode
+# allocator then steps over the recently deleted inodes of the directory's block group on
+# every new file: on one machine the server's CPU per run grew from 3 to 17 s over six W2 runs
+# (most of it in ext4's inode allocation), its PUTs slowed, and the subject's
+# batches were cut smaller and smaller (bench/RESULTS.md, machine J). An S3 service has no
+# such cost to charge the subject; COURIER_BENCH_S3_ROOT names another directory.
+S3_ROOT = Path(os.environ.get("COURIER_BENCH_S3_ROOT")
+               or ("/dev/shm/courier-bench-s3" if os.path.isdir("/dev/shm") else STATE / "s3"))
 PG = "postgres://postgres@127.0.0.1:5432/postgres"
 TOPIC = "bench"
 # Each W3 and `mix` run sends its latency phase's stamped events to a topic of its own (which
@@ -76,6 +85,7 @@ class Stack:
 
     def __init__(self, partitions, live=0):
         shutil.rmtree(STATE, ignore_errors=True)
+        shutil.rmtree(S3_ROOT, ignore_errors=True)
         STATE.mkdir(parents=True)
         self.procs = []
         bootstrap = STATE / "bootstrap"
@@ -100,7 +110,7 @@ class Stack:
 
     @staticmethod
     def s3_command():
-        return [BIN / "courier-devstack", "s3", "--listen", "127.0.0.1:18070", "--root", STATE / "s3",
+        return [BIN / "courier-devstack", "s3", "--listen", "127.0.0.1:18070", "--root", S3_ROOT,
                 "--bucket", "bench"]
 
     def fresh_s3(self):
@@ -111,7 +121,7 @@ class Stack:
         self.s3.terminate()
         self.s3.wait(timeout=20)
         self.procs.remove(self.s3)
-        shutil.rmtree(STATE / "s3", ignore_errors=True)
+        shutil.rmtree(S3_ROOT, ignore_errors=True)
         self.s3 = self.spawn("s3", self.s3_command())
         for _ in range(100):
             try:
@@ -128,6 +138,8 @@ class Stack:
             p.terminate()
         for p in self.procs:
             p.wait(timeout=20)
+        # In memory: a Python W2 run leaves ~180,000 objects (over 2 GB of tmpfs pages).
+        shutil.rmtree(S3_ROOT, ignore_errors=True)
 
 
 def machine_times():
