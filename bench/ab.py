@@ -67,7 +67,8 @@ def archive_usage(stack, s3_cpu0):
 
 
 def run(stack, variant, workload, rep, events, idle=0):
-    if workload in ("w2", "mix"):
+    archive = workload in ("w2", "mix")
+    if archive:
         stack.fresh_s3()
     h.settle()
     group = f"ab-{variant['name']}-{rep}"
@@ -75,7 +76,7 @@ def run(stack, variant, workload, rep, events, idle=0):
     rows = h.offsets(config)
     binary = Path(variant.get("bin", h.BIN)) / "courier"
     log_file = h.STATE / f"{group}.log"
-    s3_cpu0 = h.usage(stack.s3.pid)[0] if workload in ("w2", "mix") else 0
+    s3_cpu0 = h.usage(stack.s3.pid)[0] if archive else 0
     proc = h.start(variant.get("wrap", []) + [binary, "run", "--config", config], log_file,
                    env=dict(os.environ, **variant.get("env", {})))
     try:
@@ -85,7 +86,7 @@ def run(stack, variant, workload, rep, events, idle=0):
         # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
         cpu, rss = h.usage(proc.pid)
         quiet = idle_usage(stack, proc, idle) if idle else {}
-        if workload in ("w2", "mix"):
+        if archive:
             quiet.update(archive_usage(stack, s3_cpu0))
     finally:
         proc.send_signal(signal.SIGINT if variant.get("wrap") else signal.SIGTERM)
