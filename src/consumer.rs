@@ -13,7 +13,9 @@
 //! - **Commits while running**: the consumer's `Committer` commits every running partition's
 //!   watermark in one request per tick (see [`crate::commits`]).
 //! - **Shutdown**: the same as revoking everything, then the consumer is closed, which leaves
-//!   the group at once instead of waiting for the session timeout.
+//!   the group at once instead of waiting for the session timeout. Both are bounded (the
+//!   drain timeout plus the session timeout): a final commit or a leave that a broker holds
+//!   longer is abandoned, and the worker exits as if it had crashed after its drain.
 //!
 //! Invariant: every offset this module commits is a tracker watermark, so it is never past a
 //! message that is not done. If the assignment was lost (the session expired), nothing is
@@ -118,8 +120,13 @@ impl CourierContext {
     }
 
     fn start(&self, tpl: &TopicPartitionList) {
-        let Some(consumer) = self.consumer.get().and_then(Weak::upgrade) else {
+        let Some(bound) = self.consumer.get() else {
             tracing::error!("assignment before the consumer was bound; ignoring it");
+            return;
+        };
+        let Some(consumer) = bound.upgrade() else {
+            // An assignment that completes while the consumer closes: nothing consumes it.
+            tracing::info!("assignment while closing; ignoring it");
             return;
         };
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
@@ -183,6 +190,8 @@ impl CourierContext {
         let mut last = Vec::new();
         for ((topic, partition), r) in stopping {
             match self.runtime.block_on(r.task) {
+                // The broker confirmed this watermark already: nothing to send.
+                Ok(Some(offset)) if offset == r.view.confirmed.load(Ordering::Acquire) => {}
                 Ok(Some(offset)) => last.push(Pending {
                     topic,
                     partition,
@@ -290,9 +299,21 @@ impl ConsumerContext for CourierContext {
 }
 
 /// Serves the consumer's main queue (rebalances, errors, commit results) until `shutdown`,
-/// then drains and commits every partition and closes the consumer (leaving the group).
-/// Blocking: run it on its own thread.
-pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken) {
+/// then drains and commits every partition and closes the consumer (leaving the group),
+/// waiting at most `timeout` for those. Blocking: run it on its own thread.
+///
+/// The bound is there because a broker may hold the final commit, or the leaving, for a long
+/// time: requests on the group coordinator's connection wait behind a JoinGroup that the
+/// broker holds until the rebalance completes (up to the rebalance timeout, librdkafka's
+/// `max.poll.interval.ms`: 5 minutes by default), and an unresponsive broker answers nothing
+/// before `socket.timeout.ms`. Past the bound the worker exits as if it had crashed after
+/// its drain: at least once still holds, because only confirmed commits count, and the
+/// unfinished work goes on in the background until the process ends.
+pub fn run_poll_loop(
+    consumer: Arc<CourierConsumer>,
+    shutdown: CancellationToken,
+    timeout: Duration,
+) {
     while !shutdown.is_cancelled() {
         match consumer.poll(crate::kafka::POLL_WAIT) {
             None => {}
@@ -311,6 +332,28 @@ pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken
         }
     }
     tracing::info!("shutting down: draining partitions");
+    let (finished_tx, finished_rx) = std::sync::mpsc::channel();
+    let finishing = std::thread::Builder::new()
+        .name("courier-finish".into())
+        .spawn(move || {
+            finish(consumer);
+            let _ = finished_tx.send(());
+        });
+    if let Err(err) = finishing {
+        // The closure was dropped unrun, and the consumer with it: closed, not committed.
+        tracing::error!(error = %err, "cannot start the finishing thread; exiting without the final commits");
+    } else if finished_rx.recv_timeout(timeout).is_err() {
+        tracing::warn!(
+            timeout_ms = timeout.as_millis() as u64,
+            "the final commits and leaving the group did not finish in time; exiting without them: the next owner starts from the last confirmed commit, and the group reassigns the partitions after the session timeout"
+        );
+    }
+}
+
+/// Drains and commits every running partition, stops the committer, and drops the last
+/// reference to `consumer` (the committer task, which held it while committing, has ended),
+/// which closes it and leaves the group.
+fn finish(consumer: Arc<CourierConsumer>) {
     let context = consumer.context();
     let all: Vec<PartitionKey> = context
         .running
@@ -319,8 +362,6 @@ pub fn run_poll_loop(consumer: Arc<CourierConsumer>, shutdown: CancellationToken
         .unwrap_or_default();
     context.stop(&consumer, all);
     context.committer.stop(&context.runtime);
-    // The last reference (the committer task, which held it while committing, has ended):
-    // dropping closes the consumer, which leaves the group.
     drop(consumer);
     tracing::info!("consumer closed");
 }

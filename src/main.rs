@@ -204,6 +204,9 @@ fn abort_on_panic() {
     }));
 }
 
+/// How long a stopping worker waits for the runtime's blocking threads to finish.
+const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -254,10 +257,15 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(&cli.config, None)?;
             telemetry::init(&settings.log);
             abort_on_panic();
-            runtime()?.block_on(async {
+            let runtime = runtime()?;
+            let result = runtime.block_on(async {
                 let shutdown = worker::shutdown_on_signals()?;
                 worker::run(settings, shutdown).await
-            })
+            });
+            // A commit the worker stopped waiting for (its shutdown is bounded) may still hold
+            // a blocking thread; dropping the runtime would wait for it without a bound.
+            runtime.shutdown_timeout(RUNTIME_SHUTDOWN);
+            result
         }
         Command::Config(ConfigCommand::Check) => {
             let settings = Settings::load(&cli.config, None)?;

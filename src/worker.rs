@@ -13,6 +13,7 @@
 //! poll thread drains, commits and leaves the group, and `run` returns.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rdkafka::consumer::Consumer;
@@ -65,6 +66,11 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
         parking,
     };
     let control = Control::start(settings.clone(), fallback, status.clone()).await?;
+    // The drain, then the final commit and leaving the group: once the session timeout is
+    // past too, waiting longer gains nothing over having crashed.
+    let shutdown_timeout = Duration::from_millis(
+        settings.consumer.drain_timeout_ms + settings.kafka.session_timeout_ms,
+    );
     let routes = control.routes();
     status.set_built(routes.clone());
 
@@ -80,6 +86,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
             status: status.clone(),
         },
         shutdown.clone(),
+        shutdown_timeout,
     )?];
     if let Some(topic) = &settings.retry.topic {
         let mut config = kafka::consumer_config(&settings);
@@ -96,6 +103,7 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
                 status: status.clone(),
             },
             shutdown.clone(),
+            shutdown_timeout,
         )?);
     }
     tokio::spawn(control.run(shutdown.clone()));
@@ -120,12 +128,14 @@ pub async fn run(settings: Settings, shutdown: CancellationToken) -> anyhow::Res
 }
 
 /// Creates a consumer with `config` for `topics`, subscribes, and serves it on its own poll
-/// thread until `shutdown`; the returned receiver fires when that thread has finished.
+/// thread until `shutdown`; the returned receiver fires when that thread has finished, which
+/// is at most `shutdown_timeout` after `shutdown`, plus one poll.
 fn start_consumer(
     config: rdkafka::ClientConfig,
     topics: &[String],
     env: PartitionEnv,
     shutdown: CancellationToken,
+    shutdown_timeout: Duration,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
     let mode = env.mode;
     let context = CourierContext::new(tokio::runtime::Handle::current(), Arc::new(env));
@@ -141,7 +151,7 @@ fn start_consumer(
     std::thread::Builder::new()
         .name(format!("courier-poll-{mode:?}").to_lowercase())
         .spawn(move || {
-            run_poll_loop(consumer, shutdown);
+            run_poll_loop(consumer, shutdown, shutdown_timeout);
             let _ = finished_tx.send(());
         })
         .context("starting the poll thread")?;

@@ -203,10 +203,7 @@ async fn partial_batches_holding_the_budget_leave_before_their_age() {
         "nothing committed past what was delivered: {committed_now} > {}",
         delivered.len()
     );
-    worker.signal("TERM");
-    let status = worker
-        .wait(Duration::from_secs(20))
-        .expect("the worker exits after SIGTERM");
+    let status = worker.stop("TERM", Duration::from_secs(20));
     assert!(status.success(), "clean exit: {status:?}");
     assert_eq!(stack.receiver.message_ids("acme/hook"), ids(&events));
     assert!(stack.fully_committed(), "{:?}", stack.offsets());

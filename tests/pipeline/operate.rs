@@ -463,10 +463,7 @@ async fn offsets_show_and_reset_and_the_next_worker_starts_there() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    worker.signal("TERM");
-    worker
-        .wait(Duration::from_secs(15))
-        .expect("the worker leaves");
+    worker.stop("TERM", Duration::from_secs(15));
     let before = stack.offsets();
     assert!(before.iter().all(|p| p.committed == Some(p.log_end)));
 

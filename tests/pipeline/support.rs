@@ -292,6 +292,19 @@ impl Worker {
         None
     }
 
+    /// Sends `signal` and waits up to `timeout` for the process to exit; panics with the
+    /// tail of its log (what it was doing when it did not leave) otherwise.
+    pub fn stop(&mut self, signal: &str, timeout: Duration) -> ExitStatus {
+        self.signal(signal);
+        match self.wait(timeout) {
+            Some(status) => status,
+            None => panic!(
+                "the worker did not exit within {timeout:?} of SIG{signal}; its log ends:\n{}",
+                tail(&self.log_text(), 40)
+            ),
+        }
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
