@@ -22,6 +22,7 @@
 use std::ops::Range;
 
 use bytes::Bytes;
+use courier_connectors::MessageKey;
 use rdkafka::message::OwnedHeaders;
 
 use crate::budget::Share;
@@ -147,7 +148,9 @@ impl Iterator for Held {
         Some(Inbound {
             offset: slot.offset,
             timestamp_ms: slot.timestamp_ms,
-            key: slot.key_len.map(|len| self.bytes.slice(end..end + len)),
+            key: slot
+                .key_len
+                .map(|len| MessageKey::slice_of(&self.bytes, end..end + len)),
             payload: self.bytes.slice(slot.payload),
             headers: slot.headers,
         })
@@ -164,7 +167,7 @@ pub(crate) struct Inbound {
     /// Its payload.
     pub(crate) payload: Bytes,
     /// Its key, if any.
-    pub(crate) key: Option<Bytes>,
+    pub(crate) key: Option<MessageKey>,
     /// Only kept in the retry flow, where they carry the retry state.
     pub(crate) headers: Option<OwnedHeaders>,
 }

@@ -58,7 +58,7 @@ use crate::deadletter::{DeadLetter, DeadLetters, Origin, Stage};
 use crate::deliver::{DestinationHandle, EventCopy};
 use crate::fetch::{BatchReader, RawMessage};
 use crate::retry;
-use crate::route::RoutingTable;
+use crate::route::{RoutingTable, Target};
 use crate::settings::ConsumerSettings;
 use crate::status::PartitionView;
 use crate::tracker::OffsetTracker;
@@ -143,6 +143,21 @@ async fn send(handle: &DestinationHandle, copy: EventCopy, cancel: &Cancellation
             true
         }
     }
+}
+
+/// Sends `event`'s copy, with a share of `ack`, to `target`; false when cancelled first.
+async fn send_event(
+    target: &Target,
+    event: Arc<Event>,
+    ack: &MessageAck,
+    cancel: &CancellationToken,
+) -> bool {
+    let copy = EventCopy {
+        event,
+        ack: ack.share(),
+        retry: None,
+    };
+    send(&target.handle, copy, cancel).await
 }
 
 /// The run being routed: its first share, last offset and size.
@@ -444,7 +459,12 @@ impl PartitionTask {
                 return true;
             }
         };
-        let customer = self.env.routes.load().customer(event.write_key()).cloned();
+        let customer = self
+            .env
+            .routes
+            .load()
+            .customer(event.write_key_bytes())
+            .cloned();
         let Some(customer) = customer else {
             let reason = "unknown write key".into();
             self.dead_letter(
@@ -457,20 +477,24 @@ impl PartitionTask {
             return true;
         };
         let event = Arc::new(event);
-        let wanting = customer.targets.iter().filter(|target| {
-            target.filter.accepts(&event) && target.handle.destination.accepts(&event)
-        });
-        for target in wanting {
-            let copy = EventCopy {
-                event: event.clone(),
-                ack: ack.share(),
-                retry: None,
-            };
-            if !send(&target.handle, copy, cancel).await {
-                return false;
+        // Each wanting destination's copy is sent once the next one is known, so the last copy
+        // takes the message's own reference: with one destination (the common case) no count
+        // is raised here only to be lowered at the end of this call.
+        let mut pending: Option<&Target> = None;
+        for target in &customer.targets {
+            if !(target.filter.accepts(&event) && target.handle.destination.accepts(&event)) {
+                continue;
+            }
+            if let Some(earlier) = pending.replace(target) {
+                if !send_event(earlier, event.clone(), ack, cancel).await {
+                    return false;
+                }
             }
         }
-        true
+        match pending {
+            Some(last) => send_event(last, event, ack, cancel).await,
+            None => true,
+        }
     }
 
     /// Retry flow: wait until the parked event is due, then one copy to its one destination.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use courier_connectors::{Event, Registry, SmolStr};
+use courier_connectors::{Event, MessageKey, Registry, SmolStr};
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -244,14 +244,14 @@ pub async fn run(settings: &Settings, request: &Request) -> anyhow::Result<Summa
             partition: request.partition,
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-            key: message.key().map(bytes::Bytes::copy_from_slice),
+            key: message.key().map(MessageKey::from),
         };
         let max_bytes = settings.consumer.max_message_bytes;
         let Ok(event) = Event::parse_at(payload, max_bytes, origin) else {
             summary.skipped_invalid += 1;
             continue;
         };
-        let routes = table.customer(event.write_key()).cloned();
+        let routes = table.customer(event.write_key_bytes()).cloned();
         let Some(route) = routes else {
             // A customer not chosen, or a write key unknown to the configuration.
             if known.contains(event.write_key()) {

@@ -182,7 +182,10 @@ impl RetrySettings {
 }
 
 /// Reads a parked event's headers.
-pub fn parse(headers: Option<&impl Headers>, key: Option<bytes::Bytes>) -> Result<Parked, String> {
+pub fn parse(
+    headers: Option<&impl Headers>,
+    key: Option<courier_connectors::MessageKey>,
+) -> Result<Parked, String> {
     let get = |name: &str| -> Result<String, String> {
         headers
             .and_then(|h| h.iter().find(|x| x.key == name))

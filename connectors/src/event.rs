@@ -168,6 +168,14 @@ impl Field {
         Field::Owned(value.into())
     }
 
+    /// The field's bytes: UTF-8, as [`Field::get`] would check them again.
+    fn bytes<'a>(&'a self, raw: &'a [u8]) -> &'a [u8] {
+        match self {
+            Field::Span { start, end } => &raw[*start as usize..*end as usize],
+            Field::Owned(s) => s.as_bytes(),
+        }
+    }
+
     fn get<'a>(&'a self, raw: &'a [u8]) -> &'a str {
         match self {
             // The span was cut from the validated UTF-8 text at string boundaries.
@@ -202,8 +210,12 @@ impl Fields {
     }
 }
 
+/// `v` unless it is blank (empty or only whitespace, as `str::trim` sees it).
 fn non_empty(v: Option<Cow<'_, str>>) -> Option<Cow<'_, str>> {
-    v.filter(|s| !s.trim().is_empty())
+    // A value that starts with a printable ASCII byte has something left after any trim: the
+    // common case, decided without walking the text's characters (`trim` was ~4% of
+    // `Event::parse`'s instructions).
+    v.filter(|s| matches!(s.as_bytes().first(), Some(b'!'..=b'~')) || !s.trim().is_empty())
 }
 
 impl Event {
@@ -312,6 +324,12 @@ impl Event {
         self.write_key.get(&self.raw)
     }
 
+    /// The write key's UTF-8 bytes, not checked again as [`Event::write_key`] checks them:
+    /// routing looks every event's customer up by them.
+    pub fn write_key_bytes(&self) -> &[u8] {
+        self.write_key.bytes(&self.raw)
+    }
+
     /// The event name: `event` for a track, `name` for a page or screen, else none.
     pub fn name(&self) -> Option<&str> {
         self.name.as_ref().map(|name| name.get(&self.raw))
@@ -367,7 +385,7 @@ mod tests {
             partition: 3,
             offset: 41,
             timestamp_ms: 7,
-            key: Some(Bytes::from_static(b"u1")),
+            key: Some(Bytes::from_static(b"u1").into()),
         };
         let kept = Event::parse_at(Bytes::copy_from_slice(raw), 1024, at.clone()).unwrap();
         assert_eq!(kept.origin(), &at, "an event keeps where it was read");

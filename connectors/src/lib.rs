@@ -53,7 +53,7 @@ pub mod webhook;
 pub use destination::{ApiLimits, BatchLimits, Batching, BuildContext, Destination, SourceRange};
 pub use error::{BuildError, DeliveryError, Failure, Others, RejectedEvent};
 pub use event::{DecodeError, Event, EventType, Rejected};
-pub use origin::Origin;
+pub use origin::{MessageKey, Origin};
 pub use registry::{ConnectorKind, Registry, SettingDoc};
 pub use secret::Secret;
 pub use smol_str::SmolStr;
