@@ -10,7 +10,10 @@ drift falls on all of them alike. Each variant has a `name` and any of:
     table);
   - `customers`: [old, new], a text replacement in every customer file (destination settings);
   - `env`: environment variables for the worker;
-  - `wrap`: a command the worker runs under (e.g. `perf record -o perf.data --`).
+  - `wrap`: a command the worker runs under (e.g. `perf record -o perf.data --`);
+  - `ceiling: true`: instead of Courier, the raw consumer (`courier-devstack ceiling` of `bin`),
+    so that ratios to it can be taken within each repetition; on a machine whose speed drifts,
+    a ceiling measured minutes apart can move more than a change does.
 Prints one line per run (events/s, CPU s per million events, peak RSS MB; with `--idle S`, also
 the worker's and the broker's CPU while the worker then sits idle for S seconds; for W2 and
 `mix`, the objects written, their mean size and the S3 server's CPU seconds) and, per variant,
@@ -22,6 +25,8 @@ import argparse
 import json
 import os
 import signal
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -66,7 +71,22 @@ def archive_usage(stack, s3_cpu0):
             "s3_cpu_s": round(h.usage(stack.s3.pid)[0] - s3_cpu0, 2)}
 
 
+def run_ceiling(stack, variant, rep, events):
+    """The raw consumer's drain of the backlog, in the figures `run` reports."""
+    h.settle()
+    binary = Path(variant.get("bin", h.BIN)) / "courier-devstack"
+    out = subprocess.run([binary, "ceiling", "--brokers", stack.brokers, "--topic", h.TOPIC,
+                          "--group", f"ab-{variant['name']}-{rep}"],
+                         capture_output=True, text=True, check=True).stdout
+    r = json.loads(out)
+    return {"events_per_s": round(r["messages"] / r["seconds"]),
+            "cpu_s_per_m": round(r["cpu_seconds"] / events * 1e6, 2),
+            "peak_rss_mb": round(r["peak_rss_mb"])}
+
+
 def run(stack, variant, workload, rep, events, idle=0):
+    if variant.get("ceiling"):
+        return run_ceiling(stack, variant, rep, events)
     archive = workload in ("w2", "mix")
     if archive:
         stack.fresh_s3()
@@ -118,6 +138,17 @@ def main():
                 print(variant["name"], rep, r, flush=True)
         for name, runs in results.items():
             print(name, {k: sorted(r[k] for r in runs) for k in runs[0]})
+        ceiling = next((v["name"] for v in variants if v.get("ceiling")), None)
+        if ceiling:
+            # Each variant against the ceiling of the same repetition, then the median.
+            for name, runs in results.items():
+                if name == ceiling:
+                    continue
+                pairs = list(zip(runs, results[ceiling]))
+                cpu = sorted(round(r["cpu_s_per_m"] / c["cpu_s_per_m"], 2) for r, c in pairs)
+                rate = sorted(round(r["events_per_s"] / c["events_per_s"], 2) for r, c in pairs)
+                print(name, "/ ceiling by repetition: cpu", cpu, "median", statistics.median(cpu),
+                      "; drain", rate, "median", statistics.median(rate))
     finally:
         stack.stop()
 
