@@ -14,7 +14,8 @@ drift falls on all of them alike. Each variant has a `name` and any of:
   - `ceiling: true`: instead of Courier, the raw consumer (`courier-devstack ceiling` of `bin`),
     so that ratios to it can be taken within each repetition; on a machine whose speed drifts,
     a ceiling measured minutes apart can move more than a change does.
-Prints one line per run (events/s, CPU s per million events, peak RSS MB; with `--idle S`, also
+Prints one line per run (events/s, CPU s per million events, the same from the first
+assignment on (`drain_cpu_s_per_m`, without start-up), peak RSS MB; with `--idle S`, also
 the worker's and the broker's CPU while the worker then sits idle for S seconds; for W2 and
 `mix`, the objects written, their mean size and the S3 server's CPU seconds) and, per variant,
 the sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
@@ -81,6 +82,7 @@ def run_ceiling(stack, variant, rep, events):
     r = json.loads(out)
     return {"events_per_s": round(r["messages"] / r["seconds"]),
             "cpu_s_per_m": round(r["cpu_seconds"] / events * 1e6, 2),
+            "drain_cpu_s_per_m": round(r["drain_cpu_seconds"] / events * 1e6, 2),
             "peak_rss_mb": round(r["peak_rss_mb"])}
 
 
@@ -101,6 +103,7 @@ def run(stack, variant, workload, rep, events, idle=0):
                    env=dict(os.environ, **variant.get("env", {})))
     try:
         started = h.wait_assigned(log_file, every=0.01)
+        cpu_at_start = h.usage(proc.pid)[0]
         h.wait_committed(stack, group, rows)
         seconds = time.time() - started
         # Under `wrap` the worker is the wrapper's child: its figures are not the worker's.
@@ -112,6 +115,7 @@ def run(stack, variant, workload, rep, events, idle=0):
         proc.send_signal(signal.SIGINT if variant.get("wrap") else signal.SIGTERM)
         proc.wait(timeout=60)
     return {"events_per_s": round(events / seconds), "cpu_s_per_m": round(cpu / events * 1e6, 2),
+            "drain_cpu_s_per_m": round((cpu - cpu_at_start) / events * 1e6, 2),
             "peak_rss_mb": round(rss), **quiet}
 
 
@@ -146,9 +150,12 @@ def main():
                     continue
                 pairs = list(zip(runs, results[ceiling]))
                 cpu = sorted(round(r["cpu_s_per_m"] / c["cpu_s_per_m"], 2) for r, c in pairs)
+                drain_cpu = sorted(round(r["drain_cpu_s_per_m"] / c["drain_cpu_s_per_m"], 2)
+                                   for r, c in pairs)
                 rate = sorted(round(r["events_per_s"] / c["events_per_s"], 2) for r, c in pairs)
                 print(name, "/ ceiling by repetition: cpu", cpu, "median", statistics.median(cpu),
-                      "; drain", rate, "median", statistics.median(rate))
+                      "; drain cpu", drain_cpu, "median", statistics.median(drain_cpu),
+                      "; drain rate", rate, "median", statistics.median(rate))
     finally:
         stack.stop()
 

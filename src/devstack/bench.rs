@@ -175,6 +175,9 @@ pub struct CeilingReport {
     pub seconds: f64,
     /// CPU seconds of this process.
     pub cpu_seconds: f64,
+    /// CPU seconds of this process from the assignment to the last message: its drain alone,
+    /// without creating the consumer and reading the partitions' metadata.
+    pub drain_cpu_seconds: f64,
     /// Peak RSS in MB.
     pub peak_rss_mb: f64,
 }
@@ -198,6 +201,7 @@ pub fn ceiling(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Ceilin
     }
     consumer.assign(&tpl)?;
     let started = Instant::now();
+    let (cpu_at_start, _) = self_usage();
     let (mut messages, mut bytes) = (0u64, 0u64);
     while messages < remaining {
         match consumer.poll(Duration::from_millis(500)) {
@@ -216,6 +220,7 @@ pub fn ceiling(brokers: &str, topic: &str, group: &str) -> anyhow::Result<Ceilin
         bytes,
         seconds,
         cpu_seconds,
+        drain_cpu_seconds: cpu_seconds - cpu_at_start,
         peak_rss_mb,
     })
 }
