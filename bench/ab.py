@@ -27,7 +27,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -75,11 +74,8 @@ def archive_usage(stack, s3_cpu0):
 def run_ceiling(stack, variant, rep, events):
     """The raw consumer's drain of the backlog, in the figures `run` reports."""
     h.settle()
-    binary = Path(variant.get("bin", h.BIN)) / "courier-devstack"
-    out = subprocess.run([binary, "ceiling", "--brokers", stack.brokers, "--topic", h.TOPIC,
-                          "--group", f"ab-{variant['name']}-{rep}"],
-                         capture_output=True, text=True, check=True).stdout
-    r = json.loads(out)
+    r = h.run_ceiling(stack, rep, binary=Path(variant.get("bin", h.BIN)) / "courier-devstack",
+                      group=f"ab-{variant['name']}-{rep}")
     return {"events_per_s": round(r["messages"] / r["seconds"]),
             "cpu_s_per_m": round(r["cpu_seconds"] / events * 1e6, 2),
             "drain_cpu_s_per_m": round(r["drain_cpu_seconds"] / events * 1e6, 2),
@@ -149,13 +145,11 @@ def main():
                 if name == ceiling:
                     continue
                 pairs = list(zip(runs, results[ceiling]))
-                cpu = sorted(round(r["cpu_s_per_m"] / c["cpu_s_per_m"], 2) for r, c in pairs)
-                drain_cpu = sorted(round(r["drain_cpu_s_per_m"] / c["drain_cpu_s_per_m"], 2)
-                                   for r, c in pairs)
-                rate = sorted(round(r["events_per_s"] / c["events_per_s"], 2) for r, c in pairs)
-                print(name, "/ ceiling by repetition: cpu", cpu, "median", statistics.median(cpu),
-                      "; drain cpu", drain_cpu, "median", statistics.median(drain_cpu),
-                      "; drain rate", rate, "median", statistics.median(rate))
+                ratios = {label: sorted(round(r[key] / c[key], 2) for r, c in pairs)
+                          for label, key in [("cpu", "cpu_s_per_m"), ("drain cpu", "drain_cpu_s_per_m"),
+                                             ("drain rate", "events_per_s")]}
+                print(name, "/ ceiling by repetition:", "; ".join(
+                    f"{label} {v} median {statistics.median(v)}" for label, v in ratios.items()))
     finally:
         stack.stop()
 

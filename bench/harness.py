@@ -317,9 +317,9 @@ def run_subject(stack, subject, workload, rep, backlog, python, live=None):
         wait_committed(stack, group, rows)
         seconds = time.time() - started
         cpu, rss = usage(proc.pid)
-        # `drain_cpu_seconds` leaves out the start-up before the first assignment (Courier's
-        # includes ~0.2 s of the metrics exporter calibrating its clock, the Python worker's
-        # its imports): what the drain itself cost, as the ceiling reports its own.
+        # `drain_cpu_seconds` leaves out the start-up before the first assignment (loading the
+        # configuration and building destinations, the Python worker's imports): what the drain
+        # itself cost, as the ceiling reports its own.
         result = {"events": events, "seconds": seconds, "cpu_seconds": cpu,
                   "drain_cpu_seconds": cpu - cpu_at_start, "peak_rss_mb": rss}
         if workload in ("w3", "mix"):
@@ -335,9 +335,10 @@ def run_subject(stack, subject, workload, rep, backlog, python, live=None):
     return result
 
 
-def run_ceiling(stack, rep):
-    out = subprocess.run([BIN / "courier-devstack", "ceiling", "--brokers", stack.brokers, "--topic", TOPIC,
-                          "--group", f"bench-ceiling-{rep}"], capture_output=True, text=True, check=True).stdout
+def run_ceiling(stack, rep, binary=None, group=None):
+    """The raw consumer's drain (`courier-devstack ceiling` of `binary`, default this build's)."""
+    out = subprocess.run([binary or BIN / "courier-devstack", "ceiling", "--brokers", stack.brokers, "--topic", TOPIC,
+                          "--group", group or f"bench-ceiling-{rep}"], capture_output=True, text=True, check=True).stdout
     report = json.loads(out)
     report["events"] = report["messages"]
     return report

@@ -179,9 +179,7 @@ impl Field {
     fn get<'a>(&'a self, raw: &'a [u8]) -> &'a str {
         match self {
             // The span was cut from the validated UTF-8 text at string boundaries.
-            Field::Span { start, end } => {
-                std::str::from_utf8(&raw[*start as usize..*end as usize]).unwrap_or_default()
-            }
+            Field::Span { .. } => std::str::from_utf8(self.bytes(raw)).unwrap_or_default(),
             Field::Owned(s) => s,
         }
     }
@@ -355,6 +353,7 @@ impl fmt::Debug for Event {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::origin::MessageKey;
 
     fn parse(s: &[u8]) -> Result<Event, DecodeError> {
         Event::parse(Bytes::copy_from_slice(s), 1024)
@@ -385,7 +384,7 @@ mod tests {
             partition: 3,
             offset: 41,
             timestamp_ms: 7,
-            key: Some(Bytes::from_static(b"u1").into()),
+            key: Some(MessageKey::from(&b"u1"[..])),
         };
         let kept = Event::parse_at(Bytes::copy_from_slice(raw), 1024, at.clone()).unwrap();
         assert_eq!(kept.origin(), &at, "an event keeps where it was read");

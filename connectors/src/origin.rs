@@ -35,10 +35,8 @@ enum KeyBytes {
 impl MessageKey {
     /// The key at `range` of `buffer`: copied when short, else a slice sharing `buffer`.
     pub fn slice_of(buffer: &Bytes, range: Range<usize>) -> MessageKey {
-        match MessageKey::inline(&buffer[range.clone()]) {
-            Some(key) => key,
-            None => MessageKey(KeyBytes::Shared(buffer.slice(range))),
-        }
+        MessageKey::inline(&buffer[range.clone()])
+            .unwrap_or_else(|| MessageKey(KeyBytes::Shared(buffer.slice(range))))
     }
 
     fn inline(key: &[u8]) -> Option<MessageKey> {
@@ -64,12 +62,6 @@ impl Deref for MessageKey {
 
     fn deref(&self) -> &[u8] {
         self.as_bytes()
-    }
-}
-
-impl From<Bytes> for MessageKey {
-    fn from(bytes: Bytes) -> MessageKey {
-        MessageKey::inline(&bytes).unwrap_or(MessageKey(KeyBytes::Shared(bytes)))
     }
 }
 
@@ -130,7 +122,6 @@ mod tests {
             assert_eq!(key.as_bytes(), &buffer[10..10 + len]);
             assert_eq!(matches!(key.0, KeyBytes::Inline { .. }), len <= INLINE_KEY);
             assert_eq!(MessageKey::from(&buffer[10..10 + len]), key);
-            assert_eq!(MessageKey::from(buffer.slice(10..10 + len)), key);
             assert_eq!(
                 format!("{key:?}"),
                 format!("{:?}", buffer.slice(10..10 + len))
