@@ -15,7 +15,8 @@ drift falls on all of them alike. Each variant has a `name` and any of:
     so that ratios to it can be taken within each repetition; on a machine whose speed drifts,
     a ceiling measured minutes apart can move more than a change does.
 Prints one line per run (events/s, CPU s per million events, the same from the first
-assignment on (`drain_cpu_s_per_m`, without start-up), peak RSS MB; with `--idle S`, also
+assignment on (`drain_cpu_s_per_m`, without start-up), peak RSS MB, the broker's CPU s per
+million events over the run (`broker_cpu_s_per_m`: it shares the cores); with `--idle S`, also
 the worker's and the broker's CPU while the worker then sits idle for S seconds; for W2 and
 `mix`, the objects written, their mean size and the S3 server's CPU seconds) and, per variant,
 the sorted values of all repetitions. Run with the benchmark's venv after `bench/run.sh` has set it
@@ -71,7 +72,7 @@ def archive_usage(stack, s3_cpu0):
             "s3_cpu_s": round(h.usage(stack.s3.pid)[0] - s3_cpu0, 2)}
 
 
-def run_ceiling(stack, variant, rep, events):
+def run_ceiling(stack, variant, workload, rep, events, idle):
     """The raw consumer's drain of the backlog, in the figures `run` reports."""
     h.settle()
     r = h.run_ceiling(stack, rep, binary=Path(variant.get("bin", h.BIN)) / "courier-devstack",
@@ -83,8 +84,15 @@ def run_ceiling(stack, variant, rep, events):
 
 
 def run(stack, variant, workload, rep, events, idle=0):
-    if variant.get("ceiling"):
-        return run_ceiling(stack, variant, rep, events)
+    """One drain by `variant`, with the broker's CPU over it beside the subject's: the two
+    share the machine's cores, so what the broker takes bounds every subject's drain rate."""
+    broker0 = h.usage(stack.broker.pid)[0]
+    r = (run_ceiling if variant.get("ceiling") else run_courier)(stack, variant, workload, rep,
+                                                                  events, idle)
+    return {**r, "broker_cpu_s_per_m": round((h.usage(stack.broker.pid)[0] - broker0) / events * 1e6, 2)}
+
+
+def run_courier(stack, variant, workload, rep, events, idle):
     archive = workload in ("w2", "mix")
     if archive:
         stack.fresh_s3()

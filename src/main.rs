@@ -207,8 +207,11 @@ fn abort_on_panic() {
 /// How long a stopping worker waits for the runtime's blocking threads to finish.
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+/// The task runtime, with `threads` worker threads (the multi-threaded scheduler even with one,
+/// so that `block_on`'s own thread only waits and tasks keep their blocking pool).
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
         .enable_all()
         .thread_name("courier")
         .build()?)
@@ -257,7 +260,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(&cli.config, None)?;
             telemetry::init(&settings.log);
             abort_on_panic();
-            let runtime = runtime()?;
+            let runtime = runtime(settings.runtime.threads())?;
             let result = runtime.block_on(async {
                 let shutdown = worker::shutdown_on_signals()?;
                 worker::run(settings, shutdown).await
@@ -336,7 +339,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Destinations(command) => {
             let settings = Settings::load(&cli.config, None)?;
-            runtime()?.block_on(destinations_command(&settings, command))
+            runtime(settings.runtime.threads())?.block_on(destinations_command(&settings, command))
         }
         Command::Replay(args) => {
             let settings = Settings::load(&cli.config, None)?;
@@ -362,7 +365,8 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 level: "warn".into(),
                 ..settings.log.clone()
             });
-            let summary = runtime()?.block_on(replay::run(&settings, &request))?;
+            let summary =
+                runtime(settings.runtime.threads())?.block_on(replay::run(&settings, &request))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {

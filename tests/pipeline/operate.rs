@@ -553,6 +553,13 @@ fn the_marathon_app_definition_has_what_operators_need() {
     for key in ["COURIER__KAFKA__BROKERS", "COURIER__KAFKA__GROUP_ID"] {
         assert!(env.contains_key(key), "{key}");
     }
+    // Mesos bounds a task by CPU shares: without the setting, a worker would start a runtime
+    // thread per core of its host.
+    let threads: f64 = env["COURIER__RUNTIME__WORKER_THREADS"]
+        .as_str()
+        .and_then(|t| t.parse().ok())
+        .expect("COURIER__RUNTIME__WORKER_THREADS is a number");
+    assert_eq!(threads, app["cpus"].as_f64().unwrap().ceil());
     assert!(
         env.values().any(|v| v.get("secret").is_some()),
         "secrets come from Marathon secrets, not literals"
