@@ -72,7 +72,7 @@ def archive_usage(stack, s3_cpu0):
             "s3_cpu_s": round(h.usage(stack.s3.pid)[0] - s3_cpu0, 2)}
 
 
-def run_ceiling(stack, variant, workload, rep, events, idle):
+def run_ceiling(stack, variant, rep, events):
     """The raw consumer's drain of the backlog, in the figures `run` reports."""
     h.settle()
     r = h.run_ceiling(stack, rep, binary=Path(variant.get("bin", h.BIN)) / "courier-devstack",
@@ -87,8 +87,10 @@ def run(stack, variant, workload, rep, events, idle=0):
     """One drain by `variant`, with the broker's CPU over it beside the subject's: the two
     share the machine's cores, so what the broker takes bounds every subject's drain rate."""
     broker0 = h.usage(stack.broker.pid)[0]
-    r = (run_ceiling if variant.get("ceiling") else run_courier)(stack, variant, workload, rep,
-                                                                  events, idle)
+    if variant.get("ceiling"):
+        r = run_ceiling(stack, variant, rep, events)
+    else:
+        r = run_courier(stack, variant, workload, rep, events, idle)
     return {**r, "broker_cpu_s_per_m": round((h.usage(stack.broker.pid)[0] - broker0) / events * 1e6, 2)}
 
 

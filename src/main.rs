@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use courier::settings::Settings;
+use courier::settings::{RuntimeSettings, Settings};
 use courier::{customers, destinations, edit, offsets, replay, telemetry, worker};
 use courier_connectors::Registry;
 
@@ -207,11 +207,11 @@ fn abort_on_panic() {
 /// How long a stopping worker waits for the runtime's blocking threads to finish.
 const RUNTIME_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// The task runtime, with `threads` worker threads (the multi-threaded scheduler even with one,
-/// so that `block_on`'s own thread only waits and tasks keep their blocking pool).
-fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+/// The task runtime with the threads `settings` give (the multi-threaded scheduler even with
+/// one, so that `block_on`'s own thread only waits and tasks keep their blocking pool).
+fn runtime(settings: &RuntimeSettings) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
+        .worker_threads(settings.threads())
         .enable_all()
         .thread_name("courier")
         .build()?)
@@ -260,7 +260,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
             let settings = Settings::load(&cli.config, None)?;
             telemetry::init(&settings.log);
             abort_on_panic();
-            let runtime = runtime(settings.runtime.threads())?;
+            let runtime = runtime(&settings.runtime)?;
             let result = runtime.block_on(async {
                 let shutdown = worker::shutdown_on_signals()?;
                 worker::run(settings, shutdown).await
@@ -339,7 +339,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Destinations(command) => {
             let settings = Settings::load(&cli.config, None)?;
-            runtime(settings.runtime.threads())?.block_on(destinations_command(&settings, command))
+            runtime(&settings.runtime)?.block_on(destinations_command(&settings, command))
         }
         Command::Replay(args) => {
             let settings = Settings::load(&cli.config, None)?;
@@ -365,8 +365,7 @@ fn execute(cli: Cli) -> anyhow::Result<()> {
                 level: "warn".into(),
                 ..settings.log.clone()
             });
-            let summary =
-                runtime(settings.runtime.threads())?.block_on(replay::run(&settings, &request))?;
+            let summary = runtime(&settings.runtime)?.block_on(replay::run(&settings, &request))?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
