@@ -1,4 +1,5 @@
-"""Courier's benchmark harness: one backlog, three subjects, four workloads, medians of three.
+"""Courier's benchmark harness: one backlog, three subjects (Courier in two shapes), four workloads,
+medians of three.
 
 Run through bench/run.sh, which builds and installs what this needs. See bench/README.md.
 """
@@ -57,6 +58,18 @@ ARCHIVE_OBJECTS = os.environ.get("COURIER_BENCH_ARCHIVE_OBJECTS", "per_batch")
 
 # The workloads a single destination kind stands for; `mix` gives each customer all four.
 MIX = ["w1", "w2", "w3", "w4"]
+
+# The subjects in table order. `courier` runs with Courier's defaults (one runtime thread per
+# CPU, two here); `courier1` with one runtime thread, the shape the Marathon app definition
+# deploys (`cpus: 1`, `COURIER__RUNTIME__WORKER_THREADS=1`) and the one the single-threaded
+# ceiling and Python worker have.
+SUBJECTS = {
+    "ceiling": "ceiling",
+    "python": "python",
+    "courier": "courier",
+    "courier1": "courier, 1 thread",
+}
+COURIER_ENV = {"courier": {}, "courier1": {"COURIER__RUNTIME__WORKER_THREADS": "1"}}
 
 
 def log(*args):
@@ -302,15 +315,17 @@ def run_subject(stack, subject, workload, rep, backlog, python, live=None):
     # Latency phases write to live topics, so every run drains the same backlog.
     rows = offsets(config)
     events = sum(r["log_end"] for r in rows)
-    if subject == "courier":
+    env = None
+    if subject in COURIER_ENV:
         cmd = [BIN / "courier", "run", "--config", config]
+        env = {**os.environ, **COURIER_ENV[subject]}
     else:
         cmd = [python, ROOT / "bench" / "python_worker.py", "--brokers", stack.brokers, "--topic", ",".join(topics(live)),
                "--group", group, "--workload", workload, "--webhook", f"http://{COUNTER}", "--s3-endpoint", S3,
                "--bucket", "bench", "--pg", PG, "--schema", f"bench_python_{rep}"]
     http_json(f"http://{COUNTER}/_reset", data=b"")
     log_file = STATE / f"{group}.log"
-    proc = start(cmd, log_file)
+    proc = start(cmd, log_file, env)
     try:
         started = wait_assigned(log_file)
         cpu_at_start = usage(proc.pid)[0]
@@ -344,6 +359,12 @@ def run_ceiling(stack, rep, binary=None, group=None):
     return report
 
 
+def runners(subjects, workload):
+    """The subjects that run `workload` after the ceiling's drain: only Courier runs `mix` (the
+    memory configuration)."""
+    return [s for s in subjects if s != "ceiling" and (workload != "mix" or s in COURIER_ENV)]
+
+
 def median(runs, key):
     values = [r[key] for r in runs if r.get(key) is not None]
     return statistics.median(values) if values else None
@@ -355,20 +376,22 @@ def main():
     p.add_argument("--partitions", type=int, default=128)
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--workloads", default="w1,w2,w3,w4,mix")
-    p.add_argument("--subjects", default="ceiling,python,courier")
+    p.add_argument("--subjects", default=",".join(SUBJECTS))
     p.add_argument("--python", default=sys.executable)
     p.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     args = p.parse_args()
     workloads = args.workloads.split(",")
     subjects = args.subjects.split(",")
+    assert set(subjects) <= set(SUBJECTS), f"subjects are {', '.join(SUBJECTS)}"
 
     # One transaction per schema: a single one would need a lock per table of every run.
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG], check=True, stdout=subprocess.DEVNULL,
                    input="SELECT format('DROP SCHEMA %I CASCADE', nspname) FROM pg_namespace "
                          "WHERE nspname LIKE 'bench\\_%' \\gexec\n", text=True)
-    # A live topic per W3 or `mix` run: at most three per repetition.
-    stack = Stack(args.partitions, live=3 * args.reps)
-    lives = iter(f"{LIVE}-{k}" for k in range(3 * args.reps))
+    # A live topic per W3 or `mix` run.
+    live = args.reps * sum(len(runners(subjects, w)) for w in workloads if w in ("w3", "mix"))
+    stack = Stack(args.partitions, live=live)
+    lives = iter(f"{LIVE}-{k}" for k in range(live))
     try:
         log(f"producing {args.events} events into {args.partitions} partitions")
         t = time.time()
@@ -391,8 +414,7 @@ def main():
                     backlog["bytes"] = r["bytes"]
                 log(f"ceiling rep {rep}: {r}")
             for w in workloads:
-                # Only Courier runs `mix` (the memory configuration).
-                for s in [s for s in subjects if s != "ceiling" and (w != "mix" or s == "courier")]:
+                for s in runners(subjects, w):
                     check_log_start(probe)
                     if w in ("w2", "mix"):
                         stack.fresh_s3()
@@ -447,27 +469,26 @@ def summarize(results, workloads, subjects):
 
 def table(results, workloads, subjects):
     s = results["summary"]
-    lines = ["| workload | subject | events/s | MB/s | CPU s / M events | drain CPU s / M | peak RSS MB | p50 / p99 ms | vs ceiling | vs Python |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| workload | subject | events/s | MB/s | CPU s / M events | drain CPU s / M | peak RSS MB | p50 / p99 ms "
+             "| events/s vs ceiling | CPU vs ceiling | events/s vs Python |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ceiling = s.get("ceiling", {})
+    ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"
+    fmt = lambda v: f"{v:.2f}" if v is not None else "—"
     for w in workloads:
-        for subject in ["ceiling", "python", "courier"]:
-            if subject not in subjects:
-                continue
-            key = "ceiling" if subject == "ceiling" else f"{subject}/{w}"
-            r = s.get(key)
+        py = s.get(f"python/{w}", {})
+        for subject in [x for x in SUBJECTS if x in subjects]:
+            r = s.get("ceiling" if subject == "ceiling" else f"{subject}/{w}")
             if not r:
                 continue
-            py = s.get(f"python/{w}", {})
-            ratio = lambda a, b: f"{a / b:.2f}×" if a and b else "—"
-            fmt = lambda v: f"{v:.2f}" if v is not None else "—"
             lat = f"{r['p50_ms']} / {r['p99_ms']}" if r.get("p99_ms") is not None else "—"
             lines.append(
-                f"| {w} {WORKLOADS[w]} | {subject} | {r['events_per_second']:,.0f} | {r['mb_per_second']:.1f} | "
-                f"{r['cpu_seconds_per_million']:.2f} | {fmt(r.get('drain_cpu_seconds_per_million'))} | "
-                f"{r['peak_rss_mb']:.0f} | {lat} | "
-                f"{ratio(r['events_per_second'], ceiling.get('events_per_second')) if subject != 'ceiling' else '1.00×'} | "
-                f"{ratio(r['events_per_second'], py.get('events_per_second')) if subject == 'courier' else '—'} |")
+                f"| {w} {WORKLOADS[w]} | {SUBJECTS[subject]} | {r['events_per_second']:,.0f} | "
+                f"{r['mb_per_second']:.1f} | {r['cpu_seconds_per_million']:.2f} | "
+                f"{fmt(r.get('drain_cpu_seconds_per_million'))} | {r['peak_rss_mb']:.0f} | {lat} | "
+                f"{ratio(r['events_per_second'], ceiling.get('events_per_second'))} | "
+                f"{ratio(r['cpu_seconds_per_million'], ceiling.get('cpu_seconds_per_million'))} | "
+                f"{ratio(r['events_per_second'], py.get('events_per_second')) if subject in COURIER_ENV else '—'} |")
     return "\n".join(lines)
 
 
