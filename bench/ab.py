@@ -3,7 +3,8 @@
     bench/ab.py w1 variants.json [--events 500000] [--partitions 128] [--reps 3]
 
 `variants.json` is a list of variants, run in turn within each repetition so that the machine's
-drift falls on all of them alike. Each variant has a `name` and any of:
+drift falls on all of them alike; the turn starts one variant later each repetition, so that
+each variant runs as often in each place of it (with --reps a multiple of their number). Each variant has a `name` and any of:
   - `bin`: a directory with another build's `courier` (default: target/release);
   - `consumer`: TOML lines put in `[consumer]`, replacing the harness's keys of the same name;
   - `append`: TOML appended to the worker's configuration (e.g. a `[kafka.consumer_properties]`
@@ -142,7 +143,10 @@ def main():
         h.produce(stack, args.events)
         results = {}
         for rep in range(args.reps):
-            for variant in variants:
+            # The order turns by one each repetition: a run's place in the turn moved its
+            # figures as much as a change did (bench/RESULTS.md, machine N).
+            k = rep % len(variants)
+            for variant in variants[k:] + variants[:k]:
                 r = run(stack, variant, args.workload, rep, args.events, args.idle)
                 results.setdefault(variant["name"], []).append(r)
                 print(variant["name"], rep, r, flush=True)

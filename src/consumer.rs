@@ -5,7 +5,9 @@
 //! so a revocation may block there while partition tasks drain:
 //!
 //! - **Assign** (before librdkafka starts fetching): split each new partition's queue off the
-//!   main queue and spawn its `PartitionTask` on the runtime.
+//!   main queue and spawn its `PartitionTask` on the runtime; a partition the group has no
+//!   committed offset for is handed to librdkafka with the start `auto.offset.reset` names
+//!   (see [`crate::start`]), which spares a new group librdkafka's 100 ms reset backoff.
 //! - **Revoke** (before librdkafka gives the partitions up): cancel the partitions' tasks, wait
 //!   for them to drain (each bounded by the drain timeout), then commit their watermarks
 //!   synchronously. Only then does the rebalance proceed, so the next owner starts exactly at
@@ -27,10 +29,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use rdkafka::consumer::base_consumer::PartitionQueue;
-use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::KafkaResult;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, RebalanceProtocol};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -63,6 +66,9 @@ pub struct CourierContext {
     runtime: Handle,
     env: Arc<PartitionEnv>,
     running: Mutex<HashMap<PartitionKey, Running>>,
+    /// Where a new partition without a committed offset starts (`auto.offset.reset`), or
+    /// `None` to leave that to librdkafka.
+    uncommitted_start: Option<Offset>,
     /// Every commit of this consumer.
     pub(crate) committer: Committer,
 }
@@ -77,13 +83,15 @@ impl std::fmt::Debug for CourierContext {
 }
 
 impl CourierContext {
-    /// A context whose partition tasks run on `runtime`.
-    pub fn new(runtime: Handle, env: Arc<PartitionEnv>) -> Self {
+    /// A context whose partition tasks run on `runtime`, for a consumer whose
+    /// `auto.offset.reset` is `offset_reset` (librdkafka's default, `largest`, when `None`).
+    pub fn new(runtime: Handle, env: Arc<PartitionEnv>, offset_reset: Option<&str>) -> Self {
         CourierContext {
             consumer: OnceLock::new(),
             runtime,
             env,
             running: Mutex::new(HashMap::new()),
+            uncommitted_start: crate::start::uncommitted_start(offset_reset.unwrap_or("largest")),
             committer: Committer::default(),
         }
     }
@@ -265,6 +273,53 @@ impl ClientContext for CourierContext {
 }
 
 impl ConsumerContext for CourierContext {
+    /// rdkafka's own rebalance handling (pre-rebalance, then the assign or unassign call of
+    /// the group's protocol), with the assignment's start offsets resolved first.
+    fn rebalance(
+        &self,
+        consumer: &CourierConsumer,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let unassign = || {
+            if cooperative {
+                consumer.incremental_unassign(tpl)
+            } else {
+                consumer.unassign()
+            }
+        };
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Assign(tpl));
+                if let Some(start) = self.uncommitted_start {
+                    let set = crate::start::resolve(consumer, tpl, start);
+                    tracing::debug!(partitions = set, offset = ?start, "starting partitions without a committed offset");
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(tpl));
+                unassign()
+            }
+            other => {
+                let code = RDKafkaErrorCode::from(other);
+                self.pre_rebalance(consumer, &Rebalance::Error(KafkaError::Rebalance(code)));
+                unassign()
+            }
+        };
+        if let Err(err) = result {
+            tracing::error!(error = %err, "applying the rebalance failed");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &CourierConsumer, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(tpl) => {

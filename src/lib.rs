@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //! The data path, in the order a message travels it:
-//! - [`consumer`]: the group consumer; assignment, revocation, final commits, the poll thread.
+//! - [`consumer`]: the group consumer; assignment, revocation, final commits, the poll thread;
+//!   [`start`]: where a new partition without a committed offset starts.
 //! - [`partition`]: one task per assigned partition: decode, route, fan out, track;
 //!   `chunk`: its messages copied out of librdkafka a chunk (one allocation, one budget share)
 //!   at a time.
@@ -69,6 +70,7 @@ pub mod replay;
 pub mod retry;
 pub mod route;
 pub mod settings;
+pub mod start;
 pub mod status;
 pub mod store;
 pub mod telemetry;

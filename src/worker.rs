@@ -138,7 +138,11 @@ fn start_consumer(
     shutdown_timeout: Duration,
 ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
     let mode = env.mode;
-    let context = CourierContext::new(tokio::runtime::Handle::current(), Arc::new(env));
+    let context = CourierContext::new(
+        tokio::runtime::Handle::current(),
+        Arc::new(env),
+        config.get("auto.offset.reset"),
+    );
     let consumer: Arc<CourierConsumer> = Arc::new(
         config
             .create_with_context(context)

@@ -513,6 +513,55 @@ async fn offsets_show_and_reset_and_the_next_worker_starts_there() {
     );
 }
 
+/// One assignment with both kinds of partition: partition 0 has a committed offset (set by
+/// `offsets reset` before any worker ran), partition 1 none. The worker starts 0 at its
+/// committed offset and 1 at its beginning (`auto.offset.reset = earliest`): every event from
+/// there arrives exactly once, and nothing before 100 on partition 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_assignment_starts_at_the_committed_offset_or_else_at_the_beginning() {
+    let stack = Stack::start(Spec::one_hook(2, "")).await;
+    let events = sample_events("wk_acme", "acme", 0..600);
+    stack.produce_raw(records(&events)).await;
+    let out = courier(
+        &stack,
+        &[
+            "offsets",
+            "reset",
+            "--to-offset",
+            "100",
+            "--partition",
+            "0",
+            "--execute",
+        ],
+        &[],
+    );
+    assert_ok(&out, "reset");
+    let before = stack.offsets();
+    assert_eq!(before[0].committed, Some(100));
+    assert_eq!(
+        before[1].committed, None,
+        "partition 1 has no committed offset"
+    );
+
+    let worker = stack.worker("worker");
+    until_fully_committed(&stack, &[&worker], Duration::from_secs(60)).await;
+    let topic =
+        courier::devstack::produce::read_topic(&stack.brokers(), TOPIC, Duration::from_secs(20))
+            .unwrap();
+    let mut expected = ids_at(&topic, 0, 100..=i64::MAX);
+    let from_one = ids_at(&topic, 1, 0..=i64::MAX);
+    assert!(!from_one.is_empty(), "partition 1 holds events");
+    expected.extend(from_one);
+    let received = stack.ids_since("acme/hook", 0);
+    assert_eq!(received.len(), expected.len(), "each event once");
+    assert_eq!(
+        received
+            .into_iter()
+            .collect::<std::collections::HashSet<_>>(),
+        expected
+    );
+}
+
 #[test]
 fn the_marathon_app_definition_has_what_operators_need() {
     let text = std::fs::read_to_string(concat!(
