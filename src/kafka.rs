@@ -41,13 +41,19 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         // default is 500 ms); costs a few empty fetches per second on an idle partition. A
         // fetch made only of partitions without new data (the others left out while their
         // prefetch queue is full) holds up the next one that long: a backlog with idle
-        // partitions beside it drains 20-38% faster at 10 ms, for 10x the idle fetches
-        // (bench/RESULTS.md, "Where W1's drain waits").
+        // partitions beside it drains 13-46% faster at 10 ms, for 10x the idle fetches
+        // (bench/RESULTS.md, "Where W1's drain waits" and "What holds W1's drain back").
+        // Pausing the partitions at their end instead does not help: librdkafka fetches a
+        // partition at its end while its task still works through the prefetched messages, and
+        // a pause would drop those.
         .set("fetch.wait.max.ms", "100")
         // Prefetched bytes per partition (librdkafka's default, 64 MiB, lets memory grow with
         // the number of partitions a worker owns): 128 KiB keep the drain rate with the short
         // queue backoff below while 128 partitions prefetch at most 16 MiB (at 512 KiB the
-        // route-only benchmark peaked ~70 MB higher at the same rate; bench/RESULTS.md).
+        // route-only benchmark peaked ~70 MB higher at the same rate; bench/RESULTS.md). It also
+        // caps a fetch response at 1 MB for all partitions together (librdkafka lowers an unset
+        // `fetch.max.bytes` to this bound or `message.max.bytes`); 4-50 MiB responses drained
+        // the backlog slower and peaked higher ("What holds W1's drain back").
         .set("queued.max.messages.kbytes", "128")
         // A partition whose prefetch queue is at that bound is looked at again after this
         // long (librdkafka's default, 1000 ms, left partitions idle for most of each second
