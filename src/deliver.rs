@@ -382,6 +382,19 @@ impl Worker {
         let mut inbox = Vec::with_capacity(RECEIVE_MANY);
         let mut closed = false;
         let pressure = crate::pressure::pressure();
+        // The listeners and the batch timer live across turns of the loop, each renewed only
+        // once it fired (the timer: reset when the oldest deadline moves). Made anew every turn,
+        // each registered with its `Notify` (one lock shared by every instance) or the timer
+        // wheel and left it again, on every wake-up of every instance ("Listeners and timer
+        // kept across turns" in `bench/RESULTS.md`). A listener is always taken before the
+        // level it stands for is read: a change after the read signals it.
+        let signalled = pressure.signalled();
+        tokio::pin!(signalled);
+        let drained = pressure.drained();
+        tokio::pin!(drained);
+        let timer = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
         // At least the largest partial batch's bytes (exact after a cut under pressure): a
         // signal is only worth looking at when some batch may be large enough to cut.
         let mut largest = 0;
@@ -405,12 +418,6 @@ impl Worker {
             if closed && ready.is_empty() && in_flight.is_empty() {
                 return;
             }
-            // The listener is taken before the level is read: a waiter that starts after the
-            // read signals it.
-            let signalled = pressure.signalled();
-            tokio::pin!(signalled);
-            let drained = pressure.drained();
-            tokio::pin!(drained);
             if pressure.is_draining() && !batchers.is_empty() {
                 flush_all(&mut batchers, &mut ready);
                 largest = 0;
@@ -428,12 +435,17 @@ impl Worker {
             }
             let can_receive = !closed && ready.len() < settings.concurrency.max(1);
             let deadline = batchers.values().filter_map(Batcher::deadline).min();
+            if let Some(at) = deadline.filter(|&at| armed != Some(at)) {
+                timer.as_mut().reset(at.into());
+                armed = Some(at);
+            }
             tokio::select! {
                 biased;
                 Some(lane) = in_flight.next(), if !in_flight.is_empty() => {
                     busy.remove(&lane);
                 }
-                () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() && ready.is_empty() => {
+                () = &mut timer, if deadline.is_some() && ready.is_empty() => {
+                    armed = None;
                     let now = Instant::now();
                     for (lane, batcher) in &mut batchers {
                         if batcher.deadline().is_some_and(|d| d <= now) {
@@ -444,8 +456,8 @@ impl Worker {
                 }
                 // Pressure came on, or a partition started draining: the levels are looked
                 // at above.
-                () = &mut signalled, if may_cut => {}
-                () = &mut drained, if !batchers.is_empty() => {}
+                () = &mut signalled, if may_cut => signalled.set(pressure.signalled()),
+                () = &mut drained, if !batchers.is_empty() => drained.set(pressure.drained()),
                 received = rx.recv_many(&mut inbox, RECEIVE_MANY), if can_receive => {
                     if received == 0 {
                         // Every sender is gone and the queue is empty.
